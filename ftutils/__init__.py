@@ -1,0 +1,15 @@
+"""Shared helpers for the fine-tuning companion notebooks.
+
+TensorFlow reads its logging settings when it is first imported, so they are set here,
+before any submodule imports it (see GUIDE §6: the oneDNN notice otherwise leaks into
+every notebook).
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from ftutils.config import setup  # noqa: E402
+from ftutils.errors import BackboneError, DataError, WeightsUnavailableError  # noqa: E402
+
+__all__ = ["setup", "BackboneError", "DataError", "WeightsUnavailableError"]

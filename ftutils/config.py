@@ -1,0 +1,70 @@
+"""Reproducible set-up for every notebook: seeds, determinism, paths, environment summary."""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+from pathlib import Path
+
+import numpy as np
+
+#: Where ftutils keeps what it can rebuild (checkpoints, cached features, sweep results).
+CACHE_DIR = Path(
+    os.environ.get("FTUTILS_CACHE", Path(__file__).resolve().parent.parent / ".cache" / "ftutils")
+)
+
+
+def keras_home() -> Path:
+    """The Keras cache folder: ``$KERAS_HOME`` if set, else ``~/.keras`` (Keras' own rule)."""
+    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy's legacy global state, TensorFlow and Keras at once."""
+    import keras
+
+    random.seed(seed)
+    np.random.seed(seed)
+    keras.utils.set_random_seed(seed)
+
+
+def setup(seed: int = 0, verbose: bool = True) -> dict:
+    """Make a notebook reproducible and print what it runs on.
+
+    Seeds every generator, enables TensorFlow op determinism (same seed, same machine ->
+    bit-identical results) and, on a GPU that supports it, mixed precision. Returns the
+    environment summary as a dict; prints it when ``verbose``.
+    """
+    import keras
+    import tensorflow as tf
+
+    from ftutils import distribute
+
+    tf.get_logger().setLevel("ERROR")  # retracing notices from repeated predict() calls
+    set_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+    mixed = distribute.enable_mixed_precision_if_supported()
+    home = keras_home()
+    summary = {
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        "devices": [d.device_type for d in tf.config.list_physical_devices()],
+        "strategy": type(distribute.strategy()).__name__,
+        "mixed_precision": mixed,
+        "seed": seed,
+        "keras_home": str(home),
+        "cached_weights": sorted(p.name for p in (home / "models").glob("*.h5")),
+        "cached_datasets": sorted(p.name for p in (home / "datasets").glob("*") if p.is_dir()),
+    }
+    if verbose:
+        for key, value in summary.items():
+            if isinstance(value, list) and len(value) > 3:
+                print(f"{key:>16}: {len(value)} files")
+                for item in value:
+                    print(f"{'':>18}{item}")
+            else:
+                print(f"{key:>16}: {value}")
+    return summary

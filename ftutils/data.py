@@ -1,0 +1,258 @@
+"""Datasets for the book (§2.1): Fashion-MNIST by default, any image folder, tf_flowers online.
+
+Images are kept as uint8 arrays in an :class:`ImageData`; :func:`make_dataset` turns one into
+a tf.data pipeline (convert -> resize -> cache -> shuffle -> batch -> prefetch). Random
+augmentation lives in the model (``ftutils.augment``), never before the cache (GUIDE §6).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from ftutils.config import keras_home
+from ftutils.errors import DataError
+
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)  # fmt: skip
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif"}
+FLOWERS_URL = (
+    "https://storage.googleapis.com/download.tensorflow.org/example_images/flower_photos.tgz"
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageData:
+    """Images (uint8, ``(N, H, W)`` or ``(N, H, W, C)``), integer labels and class names."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    class_names: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+    def class_counts(self) -> np.ndarray:
+        return np.bincount(self.labels, minlength=self.n_classes)
+
+    def take(self, indices: np.ndarray) -> ImageData:
+        return ImageData(self.images[indices], self.labels[indices], self.class_names)
+
+    def __repr__(self) -> str:
+        return (
+            f"ImageData({len(self)} images of shape {self.images.shape[1:]}, "
+            f"{self.n_classes} classes, per class {self.class_counts().tolist()})"
+        )
+
+
+def load_fashion_mnist(classes: list[int] | None = None) -> tuple[ImageData, ImageData]:
+    """Fashion-MNIST (train 60,000, test 10,000; 28x28 grey) through ``keras.datasets``.
+
+    ``classes`` keeps only those original classes, relabelled 0..k-1 in the given order:
+    ``[0, 1, 2, 3, 4]`` is the book's source split, ``[5, 6, 7, 8, 9]`` its target split.
+    """
+    try:
+        (x_train, y_train), (x_test, y_test) = keras.datasets.fashion_mnist.load_data()
+    except Exception as exc:  # keras raises a bare Exception when a download fails
+        raise DataError(
+            f"Fashion-MNIST is not in the Keras cache ({keras_home() / 'datasets'}) and cannot "
+            f"be downloaded ({exc}). Online it downloads once (~30 MB); offline, copy a "
+            "prepared cache and set KERAS_HOME (README, 'Offline use')."
+        ) from None
+    names = FASHION_MNIST_CLASSES
+    train = ImageData(x_train, y_train.astype("int64"), names)
+    test = ImageData(x_test, y_test.astype("int64"), names)
+    if classes is None:
+        return train, test
+    return select_classes(train, classes), select_classes(test, classes)
+
+
+def select_classes(data: ImageData, classes: list[int]) -> ImageData:
+    """Keep only ``classes`` and relabel them 0..k-1 in the given order."""
+    unknown = sorted(set(classes) - set(range(data.n_classes)))
+    if unknown:
+        raise DataError(f"classes {unknown} do not exist; valid labels are 0..{data.n_classes - 1}")
+    relabel = np.full(data.n_classes, -1, dtype="int64")
+    relabel[list(classes)] = np.arange(len(classes))
+    keep = np.isin(data.labels, classes)
+    names = tuple(data.class_names[c] for c in classes)
+    return ImageData(data.images[keep], relabel[data.labels[keep]], names)
+
+
+def per_class(data: ImageData, k: int, seed: int = 0) -> ImageData:
+    """A stratified, seeded subset with exactly ``k`` images of every class (k-shot)."""
+    counts = data.class_counts()
+    if k < 1 or counts.min() < k:
+        raise DataError(
+            f"cannot take {k} images per class: the smallest class has {counts.min()} "
+            f"(per class: {counts.tolist()}); use 1 <= k <= {counts.min()}"
+        )
+    rng = np.random.default_rng(seed)
+    chosen = [
+        rng.choice(np.flatnonzero(data.labels == c), size=k, replace=False)
+        for c in range(data.n_classes)
+    ]
+    return data.take(rng.permutation(np.concatenate(chosen)))
+
+
+def split(data: ImageData, fraction: float, seed: int = 0) -> tuple[ImageData, ImageData]:
+    """Stratified, seeded split: returns (rest, held_out) with ``fraction`` of each class held out.
+
+    Every class keeps at least one image on each side.
+    """
+    if not 0 < fraction < 1:
+        raise DataError(f"split fraction must be between 0 and 1, got {fraction}")
+    rng = np.random.default_rng(seed)
+    rest, held = [], []
+    for c in range(data.n_classes):
+        idx = rng.permutation(np.flatnonzero(data.labels == c))
+        if len(idx) < 2:
+            raise DataError(
+                f"class {data.class_names[c]!r} has {len(idx)} image(s); a split needs at least 2"
+            )
+        n_held = min(max(1, round(fraction * len(idx))), len(idx) - 1)
+        held.append(idx[:n_held])
+        rest.append(idx[n_held:])
+    return data.take(rng.permutation(np.concatenate(rest))), data.take(
+        rng.permutation(np.concatenate(held))
+    )
+
+
+def load_image_folder(path: str | Path, image_size: int) -> ImageData:
+    """Load ``path/<class name>/<image>`` files, resized to ``image_size`` square RGB.
+
+    Checks the layout first and says how to fix it: a missing folder, fewer than two class
+    folders, a class folder without images. A file that cannot be decoded is skipped with a
+    warning naming it (``keras.utils.image_dataset_from_directory`` would stop the whole
+    epoch at it instead).
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise DataError(
+            f"image folder {root} does not exist (or is not a folder); create it with one "
+            f"sub-folder per class, e.g. {root}/cats/*.jpg and {root}/dogs/*.jpg"
+        )
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if len(class_dirs) < 2:
+        raise DataError(
+            f"{root} has {len(class_dirs)} class folder(s); a classifier needs at least two: "
+            "put each class's images in its own sub-folder"
+        )
+    images, labels = [], []
+    for label, class_dir in enumerate(class_dirs):
+        files = sorted(
+            p for p in class_dir.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+        )
+        decoded = [img for img in (_decode(f, image_size) for f in files) if img is not None]
+        if not decoded:
+            found = "no image files" if not files else f"{len(files)} files, none decodable"
+            raise DataError(
+                f"class folder {class_dir} has {found} ({', '.join(sorted(IMAGE_EXTENSIONS))}); "
+                "add images to it or remove the folder"
+            )
+        images += decoded
+        labels += [label] * len(decoded)
+    names = tuple(p.name for p in class_dirs)
+    return ImageData(np.stack(images), np.array(labels, dtype="int64"), names)
+
+
+def _decode(file: Path, image_size: int) -> np.ndarray | None:
+    try:
+        image = tf.io.decode_image(file.read_bytes(), channels=3, expand_animations=False)
+    except (tf.errors.InvalidArgumentError, tf.errors.UnknownError):
+        warnings.warn(
+            f"skipping {file}: not a readable image (corrupt or wrong format)", stacklevel=3
+        )
+        return None
+    resized = tf.image.resize(image, (image_size, image_size), antialias=True)
+    return tf.cast(tf.round(resized), tf.uint8).numpy()
+
+
+def load_tf_flowers(image_size: int, test_fraction: float = 0.2) -> tuple[ImageData, ImageData]:
+    """tf_flowers (3,670 photos, 5 classes, ~220 MB) downloaded once into the Keras cache."""
+    try:
+        archive = keras.utils.get_file("flower_photos", origin=FLOWERS_URL, extract=True)
+    except Exception as exc:
+        raise DataError(
+            f"tf_flowers is not in the Keras cache and cannot be downloaded ({exc}); it needs "
+            "internet once. Offline, use dataset='fashion_mnist' or your own image folder."
+        ) from None
+    root = Path(archive)  # Keras 3 returns the extracted folder; the photos sit one level down
+    folder = next(p for p in [root, *root.iterdir()] if (p / "daisy").is_dir())
+    return split(load_image_folder(folder, image_size), test_fraction, seed=0)
+
+
+def load_dataset(name: str, image_size: int, classes: list[int] | None = None):
+    """The book's dataset switch: ``fashion_mnist``, ``tf_flowers`` or a path to an image folder.
+
+    Returns (train, test) ImageData.
+    """
+    if name == "fashion_mnist":
+        return load_fashion_mnist(classes)
+    if name == "tf_flowers":
+        train, test = load_tf_flowers(image_size)
+    elif Path(name).is_dir():
+        train, test = split(load_image_folder(name, image_size), 0.2, seed=0)
+    else:
+        raise DataError(
+            f"unknown dataset {name!r}: use 'fashion_mnist', 'tf_flowers' or a path to an "
+            "image folder"
+        )
+    if classes is None:
+        return train, test
+    return select_classes(train, classes), select_classes(test, classes)
+
+
+def check_labels(data: ImageData, n_classes: int) -> None:
+    """Fail early when a model's output size does not match the data's classes."""
+    if data.n_classes != n_classes or (len(data) and data.labels.max() >= n_classes):
+        raise DataError(
+            f"the model predicts {n_classes} classes but the data has {data.n_classes} "
+            f"({', '.join(data.class_names)}); build the classifier with "
+            f"n_classes={data.n_classes}"
+        )
+
+
+def _to_rgb(image: tf.Tensor, image_size: int) -> tf.Tensor:
+    if image.shape.rank == 2:
+        image = image[..., tf.newaxis]
+    if image.shape[-1] == 1:
+        image = tf.image.grayscale_to_rgb(image)
+    if tuple(image.shape[:2]) != (image_size, image_size):
+        image = tf.image.resize(image, (image_size, image_size))
+        image = tf.cast(tf.round(tf.clip_by_value(image, 0, 255)), tf.uint8)
+    return image
+
+
+def make_dataset(
+    data: ImageData,
+    image_size: int,
+    batch_size: int = 32,
+    shuffle: bool = False,
+    seed: int = 0,
+) -> tf.data.Dataset:
+    """A tf.data pipeline of (float32 RGB image in [0, 255], label) batches.
+
+    Decoded, resized uint8 images are cached in memory; shuffling (reshuffled each epoch,
+    seeded) comes after the cache, and the model does any random augmentation.
+    """
+    if len(data) == 0:
+        raise DataError("the dataset is empty; check the class selection and k per class")
+    ds = tf.data.Dataset.from_tensor_slices((data.images, data.labels))
+    ds = ds.map(lambda x, y: (_to_rgb(x, image_size), y), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.cache()
+    if shuffle:
+        ds = ds.shuffle(len(data), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y))
+    return ds.prefetch(tf.data.AUTOTUNE)

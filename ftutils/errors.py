@@ -1,0 +1,13 @@
+"""Errors that name the problem and the fix, raised before TensorFlow can fail obscurely."""
+
+
+class DataError(ValueError):
+    """The data given cannot be used as it is (missing folder, empty class, bad labels...)."""
+
+
+class BackboneError(ValueError):
+    """An unknown backbone, or an input size the backbone cannot take."""
+
+
+class WeightsUnavailableError(FileNotFoundError):
+    """Pretrained weights are neither in the Keras cache nor downloadable."""

@@ -1,0 +1,80 @@
+"""Cached feature extraction: the fast path for a frozen base (§2.2, §4.4).
+
+A frozen base maps each image to the same features every epoch, so they are computed once
+(and kept on disk, keyed by the model's weights and the images) and only the small head is
+trained on them. This cannot be combined with random augmentation, which changes the images,
+and so the features, every epoch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import keras
+import numpy as np
+
+from ftutils import models
+from ftutils.config import CACHE_DIR
+from ftutils.data import ImageData, check_labels, make_dataset
+from ftutils.training import TrainingRecord, compile_classifier
+
+
+def fingerprint(*arrays: np.ndarray) -> str:
+    """A short content hash of arrays (shape, dtype and bytes)."""
+    digest = hashlib.sha256()
+    for array in arrays:
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.shape}{array.dtype}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()[:16]
+
+
+def feature_extractor(model: keras.Model) -> keras.Model:
+    """The classifier up to its pooling layer (augmentation is inactive at inference)."""
+    return keras.Model(model.inputs, model.get_layer("pool").output, name="feature_extractor")
+
+
+def extract_features(
+    model: keras.Model, data: ImageData, batch_size: int = 64, use_disk_cache: bool = True
+) -> np.ndarray:
+    """Pooled base features of every image, from the disk cache when they were computed before."""
+    extractor = feature_extractor(model)
+    key = fingerprint(*(w.numpy() for w in extractor.weights), data.images)
+    path = CACHE_DIR / "features" / f"{model.name}-{model.input_shape[1]}px-{key}.npy"
+    if use_disk_cache and path.is_file():
+        return np.load(path)
+    ds = make_dataset(data, model.input_shape[1], batch_size)
+    features = extractor.predict(ds, verbose=0)
+    if use_disk_cache:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, features)
+    return features
+
+
+def train_head(
+    train_features: np.ndarray,
+    train: ImageData,
+    val_features: np.ndarray,
+    val: ImageData,
+    epochs: int = 20,
+    learning_rate: float = 1e-3,
+    dropout: float = 0.2,
+    batch_size: int = 32,
+    record: TrainingRecord | None = None,
+    verbose: int = 0,
+) -> tuple[keras.Model, TrainingRecord]:
+    """Train a new dense head on cached features; returns the head and its record."""
+    check_labels(val, train.n_classes)
+    head = models.build_head(train_features.shape[1], train.n_classes, dropout)
+    compile_classifier(head, "adam", learning_rate)
+    record = record if record is not None else TrainingRecord()
+    history = head.fit(
+        train_features,
+        train.labels,
+        validation_data=(val_features, val.labels),
+        epochs=epochs,
+        batch_size=batch_size,
+        verbose=verbose,
+    )
+    record.add("head", history)
+    return head, record

@@ -1,0 +1,69 @@
+"""The classifier every chapter fine-tunes: pretrained base + new head (§2, §4.4)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+
+from ftutils import backbones, distribute
+
+
+def build_classifier(
+    backbone: str = "mobilenet_v2",
+    n_classes: int = 10,
+    image_size: int | None = None,
+    weights: str | Path | None = "imagenet",
+    dropout: float = 0.2,
+    augmentation: keras.Layer | None = None,
+) -> keras.Model:
+    """Image -> [augmentation] -> preprocessing -> frozen base -> pooling -> dropout -> dense.
+
+    Inputs are RGB images with values in [0, 255] (what ``ftutils.data.make_dataset``
+    yields). The base starts frozen; ``base_of(model)`` returns it for ``unfreeze``. The
+    model is built under ``ftutils.distribute.strategy()``.
+    """
+    if n_classes < 2:
+        raise ValueError(f"a classifier needs n_classes >= 2, got {n_classes}")
+    with distribute.strategy().scope():
+        base = backbones.get_base(backbone, image_size, weights)
+        backbones.freeze(base)
+        inputs = keras.Input(base.input_shape[1:], name="image")
+        x = augmentation(inputs) if augmentation is not None else inputs
+        x = backbones.BackbonePreprocess(backbone, name="preprocess")(x)
+        x = base(x, training=False)
+        x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+        if dropout:
+            x = keras.layers.Dropout(dropout, name="dropout")(x)
+        outputs = keras.layers.Dense(
+            n_classes, activation="softmax", dtype="float32", name="classifier"
+        )(x)
+        return keras.Model(inputs, outputs, name=f"{backbone}_classifier")
+
+
+def base_of(model: keras.Model) -> keras.Model:
+    """The pretrained base inside a classifier built by :func:`build_classifier`."""
+    return next(layer for layer in model.layers if isinstance(layer, keras.Model))
+
+
+def build_head(feature_dim: int, n_classes: int, dropout: float = 0.2) -> keras.Model:
+    """The classifier's head alone, trained on cached features (the fast path, §4.4)."""
+    with distribute.strategy().scope():
+        inputs = keras.Input((feature_dim,), name="features")
+        x = keras.layers.Dropout(dropout, name="dropout")(inputs) if dropout else inputs
+        outputs = keras.layers.Dense(
+            n_classes, activation="softmax", dtype="float32", name="classifier"
+        )(x)
+        return keras.Model(inputs, outputs, name="head")
+
+
+def copy_head(head: keras.Model, model: keras.Model) -> None:
+    """Put a head trained on cached features on top of the full classifier."""
+    model.get_layer("classifier").set_weights(head.get_layer("classifier").get_weights())
+
+
+def trainable_summary(model: keras.Model) -> dict:
+    """Counts of trainable and frozen parameters (what freezing actually froze)."""
+    trainable = sum(int(w.numpy().size) for w in model.trainable_weights)
+    frozen = sum(int(w.numpy().size) for w in model.non_trainable_weights)
+    return {"trainable": trainable, "non_trainable": frozen, "total": trainable + frozen}

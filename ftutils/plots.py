@@ -1,0 +1,73 @@
+"""Figures the notebooks share: learning curves, sample grids, confusion matrices."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from ftutils.data import ImageData
+from ftutils.training import TrainingRecord
+
+
+def plot_learning_curves(record: TrainingRecord, title: str = "") -> None:
+    """Loss and accuracy (train and validation) per epoch; phase changes marked."""
+    epochs = np.array([row["epoch"] for row in record.rows])
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
+        ax.plot(epochs, record.series(metric), "o-", label=f"train {metric}")
+        ax.plot(epochs, record.series(f"val_{metric}"), "s--", label=f"val {metric}")
+        for phase, first, _ in record.phases()[1:]:
+            ax.axvline(first - 0.5, color="grey", linestyle=":")
+            ax.annotate(phase, (first - 0.4, 0.95), xycoords=("data", "axes fraction"))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    plt.show()
+
+
+def plot_samples(data: ImageData, per_class: int = 4, title: str = "") -> None:
+    """A grid with ``per_class`` images of every class, one class per column."""
+    fig, axes = plt.subplots(
+        per_class, data.n_classes, figsize=(1.3 * data.n_classes, 1.4 * per_class), squeeze=False
+    )
+    for c, name in enumerate(data.class_names):
+        indices = np.flatnonzero(data.labels == c)[:per_class]
+        for row in range(per_class):
+            ax = axes[row, c]
+            ax.axis("off")
+            if row < len(indices):
+                ax.imshow(data.images[indices[row]], cmap="gray")
+        axes[0, c].set_title(name, fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    plt.show()
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """Counts[i, j] = images of true class i predicted as class j."""
+    counts = np.zeros((n_classes, n_classes), dtype=int)
+    np.add.at(counts, (y_true, y_pred), 1)
+    return counts
+
+
+def plot_confusion_matrix(
+    y_true: np.ndarray, y_pred: np.ndarray, class_names: tuple[str, ...], title: str = ""
+) -> None:
+    """Row-normalised confusion matrix with the counts written in each cell."""
+    counts = confusion_matrix(y_true, y_pred, len(class_names))
+    rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    for i, j in np.ndindex(counts.shape):
+        color = "white" if rates[i, j] > 0.5 else "black"
+        ax.text(j, i, counts[i, j], ha="center", va="center", fontsize=7, color=color)
+    ax.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(class_names)), class_names, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    fig.tight_layout()
+    plt.show()
