@@ -8,6 +8,7 @@ import random
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 #: Where ftutils keeps what it can rebuild (checkpoints, cached features, sweep results).
 CACHE_DIR = Path(
@@ -41,6 +42,7 @@ def setup(seed: int = 0, verbose: bool = True) -> dict:
 
     from ftutils import distribute
 
+    pd.set_option("display.max_colwidth", None)  # the article-vs-measured tables hold sentences
     tf.get_logger().setLevel("ERROR")  # retracing notices from repeated predict() calls
     set_seed(seed)
     tf.config.experimental.enable_op_determinism()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 
 from ftutils.data import ImageData
 from ftutils.training import TrainingRecord
@@ -68,6 +69,32 @@ def plot_confusion_matrix(
     ax.set_yticks(range(len(class_names)), class_names, fontsize=8)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
+    ax.set_title(title)
+    fig.tight_layout()
+    plt.show()
+
+
+def plot_sweep(
+    results: pd.DataFrame,
+    x: str,
+    y: str = "accuracy",
+    hue: str = "method",
+    logx: bool = True,
+    title: str = "",
+) -> None:
+    """Mean of ``y`` against ``x`` for each ``hue``, the band spanning min..max over seeds."""
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for label, group in results.groupby(hue, sort=False):
+        stats = group.groupby(x)[y].agg(["mean", "min", "max"]).sort_index()
+        ax.plot(stats.index, stats["mean"], "o-", label=str(label))
+        ax.fill_between(stats.index, stats["min"], stats["max"], alpha=0.2)
+    if logx:
+        ax.set_xscale("log")
+        ax.set_xticks(sorted(results[x].unique()), [str(v) for v in sorted(results[x].unique())])
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    ax.grid(alpha=0.3)
+    ax.legend(title=hue)
     ax.set_title(title)
     fig.tight_layout()
     plt.show()
