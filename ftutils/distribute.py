@@ -32,6 +32,15 @@ def strategy(devices: list[str] | None = None) -> tf.distribute.Strategy:
     return _auto_strategy()
 
 
+def current() -> tf.distribute.Strategy:
+    """The strategy whose scope is active, else :func:`strategy`'s choice for the machine.
+
+    ftutils builds and compiles under this, so ``with strategy(devices).scope(): ...``
+    around ftutils calls puts them on those devices.
+    """
+    return tf.distribute.get_strategy() if tf.distribute.has_strategy() else _auto_strategy()
+
+
 def enable_mixed_precision_if_supported() -> bool:
     """Use float16 compute on GPUs with tensor cores (compute capability >= 7.0) only.
 

@@ -25,7 +25,7 @@ def build_classifier(
     """
     if n_classes < 2:
         raise ValueError(f"a classifier needs n_classes >= 2, got {n_classes}")
-    with distribute.strategy().scope():
+    with distribute.current().scope():
         base = backbones.get_base(backbone, image_size, weights)
         backbones.freeze(base)
         inputs = keras.Input(base.input_shape[1:], name="image")
@@ -48,7 +48,7 @@ def base_of(model: keras.Model) -> keras.Model:
 
 def build_head(feature_dim: int, n_classes: int, dropout: float = 0.2) -> keras.Model:
     """The classifier's head alone, trained on cached features (the fast path, §4.4)."""
-    with distribute.strategy().scope():
+    with distribute.current().scope():
         inputs = keras.Input((feature_dim,), name="features")
         x = keras.layers.Dropout(dropout, name="dropout")(inputs) if dropout else inputs
         outputs = keras.layers.Dense(

@@ -66,7 +66,7 @@ def compile_classifier(
 
     Metrics go by keyword: in Keras 3 a third positional argument is ``loss_weights``.
     """
-    with distribute.strategy().scope():
+    with distribute.current().scope():
         model.compile(
             optimizer=make_optimizer(optimizer, learning_rate),
             loss="sparse_categorical_crossentropy",

@@ -1,0 +1,92 @@
+"""Backbone registry, offline ImageNet weights, freezing and BN-safe unfreezing (§4.4)."""
+
+import keras
+import numpy as np
+import pytest
+
+from ftutils import backbones, data, models, training
+from ftutils.errors import BackboneError, WeightsUnavailableError
+
+
+def test_mobilenet_v2_imagenet_weights_load_offline_at_96px():
+    base = backbones.get_base("mobilenet_v2", 96, weights="imagenet")
+    assert base.input_shape == (None, 96, 96, 3)
+    assert base.output_shape == (None, 3, 3, 1280)
+    # The cached file's first conv kernel, read directly, is what the 96-px base now holds.
+    reference = backbones.get_base("mobilenet_v2", 224, weights="imagenet")
+    np.testing.assert_array_equal(
+        base.get_layer("Conv1").kernel.numpy(), reference.get_layer("Conv1").kernel.numpy()
+    )
+    assert np.abs(base.get_layer("Conv1").kernel.numpy()).sum() > 0
+
+
+def test_registry_has_the_book_backbones():
+    assert {"mobilenet", "mobilenet_v2", "vgg16", "resnet50", "efficientnet_b0"} <= set(
+        backbones.BACKBONES
+    )
+
+
+def test_unknown_backbone_lists_known_ones():
+    with pytest.raises(BackboneError, match="known backbones: .*mobilenet_v2"):
+        backbones.get_base("mobilenet_v9", 96)
+
+
+def test_input_size_below_minimum():
+    with pytest.raises(BackboneError, match="below mobilenet_v2's minimum of 32"):
+        backbones.get_base("mobilenet_v2", 16)
+
+
+def test_missing_weights_offline_name_the_file_and_the_fix(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure: no network")
+
+    monkeypatch.setattr(keras.utils, "get_file", offline)
+    with pytest.raises(WeightsUnavailableError, match=r"vgg16_weights.*KERAS_HOME"):
+        backbones.get_base("vgg16", 32)
+
+
+def test_freeze_leaves_no_trainable_weights():
+    model = models.build_classifier("mobilenet_v2", 3, 32, weights=None)
+    base = models.base_of(model)
+    assert base.trainable_weights == []
+    assert [w.path for w in model.trainable_weights] == ["classifier/kernel", "classifier/bias"]
+
+
+def test_unfreeze_top_n_keeps_batchnorm_frozen():
+    base = backbones.get_base("mobilenet_v2", 32, weights=None)
+    backbones.freeze(base)
+    backbones.unfreeze(base, top_n=10)
+    top = base.layers[-10:]
+    assert not any(layer.trainable for layer in base.layers[:-10])
+    assert all(
+        layer.trainable != isinstance(layer, keras.layers.BatchNormalization) for layer in top
+    )
+
+
+def test_unfreeze_from_layer_unknown_name():
+    base = backbones.get_base("mobilenet_v2", 32, weights=None)
+    with pytest.raises(BackboneError, match="no layer 'block_99_expand'"):
+        backbones.unfreeze(base, from_layer="block_99_expand")
+
+
+def test_fit_after_unfreeze_changes_convs_but_not_batchnorm_statistics():
+    """The Keras 3 trap (GUIDE §6): BN statistics must survive a fine-tuning step."""
+    model = models.build_classifier("mobilenet_v2", 3, 32, weights="imagenet")
+    base = models.base_of(model)
+    backbones.unfreeze(base, from_layer="block_16_expand")
+    bns = [layer for layer in base.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    means = [bn.moving_mean.numpy().copy() for bn in bns]
+    variances = [bn.moving_variance.numpy().copy() for bn in bns]
+    kernel = base.get_layer("Conv_1").kernel.numpy().copy()
+    rng = np.random.default_rng(0)
+    toy = data.ImageData(
+        rng.integers(0, 255, (24, 32, 32, 3), dtype=np.uint8), np.arange(24) % 3, ("a", "b", "c")
+    )
+    training.compile_classifier(model, "adam", 1e-3)
+    training.fit(model, toy, toy, epochs=1, verbose=0)
+    for bn, mean, variance in zip(bns, means, variances, strict=True):
+        np.testing.assert_array_equal(bn.moving_mean.numpy(), mean)
+        np.testing.assert_array_equal(bn.moving_variance.numpy(), variance)
+    assert not np.allclose(base.get_layer("Conv_1").kernel.numpy(), kernel)
