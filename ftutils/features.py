@@ -12,6 +12,7 @@ import hashlib
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from ftutils import models
 from ftutils.config import CACHE_DIR
@@ -39,7 +40,9 @@ def extract_features(
 ) -> np.ndarray:
     """Pooled base features of every image, from the disk cache when they were computed before."""
     extractor = feature_extractor(model)
-    key = fingerprint(*(w.numpy() for w in extractor.weights), data.images)
+    # Keyed by content and library versions: an upgrade recomputes, as a teacher's re-run expects.
+    versions = np.frombuffer(f"{tf.__version__} {keras.__version__}".encode(), dtype=np.uint8)
+    key = fingerprint(versions, *(w.numpy() for w in extractor.weights), data.images)
     path = CACHE_DIR / "features" / f"{model.name}-{model.input_shape[1]}px-{key}.npy"
     if use_disk_cache and path.is_file():
         return np.load(path)
