@@ -81,3 +81,28 @@ def train_head(
     )
     record.add("head", history)
     return head, record
+
+
+class CachedFeatureValidation(keras.callbacks.Callback):
+    """Validate a :func:`ftutils.models.build_classifier` model on cached features (§3.5).
+
+    With random augmentation in the model, training images must pass through the base every
+    epoch, but validation images are not augmented (augmentation and dropout are the
+    identity at inference), so the model's prediction is its ``classifier`` layer applied to
+    the cached pooled features. After every epoch this adds ``val_loss`` and
+    ``val_accuracy`` to the logs, as ``validation_data`` would, without a pass through the base.
+    """
+
+    def __init__(self, features: np.ndarray, data: ImageData):
+        super().__init__()
+        self.features = features
+        self.data = data
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        check_labels(self.data, self.model.output_shape[-1])
+        probabilities = self.model.get_layer("classifier")(self.features)
+        loss = keras.losses.sparse_categorical_crossentropy(self.data.labels, probabilities)
+        predicted = np.argmax(np.asarray(probabilities), axis=-1)
+        if logs is not None:
+            logs["val_loss"] = float(np.mean(np.asarray(loss)))
+            logs["val_accuracy"] = float(np.mean(predicted == self.data.labels))

@@ -43,7 +43,8 @@ def build_classifier(
 
 def base_of(model: keras.Model) -> keras.Model:
     """The pretrained base inside a classifier built by :func:`build_classifier`."""
-    return next(layer for layer in model.layers if isinstance(layer, keras.Model))
+    # the last nested model: an augmentation Sequential (also a keras.Model) comes before it
+    return [layer for layer in model.layers if isinstance(layer, keras.Model)][-1]
 
 
 def build_head(feature_dim: int, n_classes: int, dropout: float = 0.2) -> keras.Model:

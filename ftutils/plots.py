@@ -98,3 +98,56 @@ def plot_sweep(
     ax.set_title(title)
     fig.tight_layout()
     plt.show()
+
+
+def plot_records(
+    records: dict[str, TrainingRecord],
+    metrics: tuple[str, ...] = ("accuracy", "val_accuracy"),
+    title: str = "",
+) -> None:
+    """Several runs' curves side by side: one panel per metric, one line per run (§3.4, §3.5).
+
+    With the default metrics, training and validation accuracy share a y-axis, so the gap
+    between them (what a regulariser narrows) can be read across runs.
+    """
+    fig, axes = plt.subplots(
+        1, len(metrics), figsize=(5.5 * len(metrics), 3.8), sharey=True, squeeze=False
+    )
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        for label, record in records.items():
+            values = record.series(metric)
+            ax.plot(np.arange(1, len(values) + 1), values, label=label)
+        ax.set_xlabel("epoch")
+        ax.set_title(metric)
+        ax.grid(alpha=0.3)
+    axes[0, 0].legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    plt.show()
+
+
+def plot_augmentation_grid(
+    image: np.ndarray, layers: dict, samples: int = 6, title: str = ""
+) -> None:
+    """One image through each augmentation layer: a row per layer, ``samples`` random draws.
+
+    ``image`` is one ``(H, W, 3)`` RGB image with values in [0, 255]; ``layers`` maps a row
+    name to a Keras layer, called with ``training=True`` (§3.5). The first column is the
+    original.
+    """
+    batch = np.repeat(np.asarray(image, dtype="float32")[None], samples, axis=0)
+    fig, axes = plt.subplots(
+        len(layers), samples + 1, figsize=(1.3 * (samples + 1), 1.35 * len(layers)), squeeze=False
+    )
+    for row, (name, layer) in enumerate(layers.items()):
+        augmented = np.asarray(layer(batch, training=True))
+        for col, picture in enumerate([batch[0], *augmented]):
+            ax = axes[row, col]
+            ax.imshow(np.clip(picture, 0, 255).astype("uint8"))
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[row, 0].set_ylabel(name, fontsize=9)
+    axes[0, 0].set_title("original", fontsize=9)
+    fig.suptitle(title)
+    fig.tight_layout()
+    plt.show()
