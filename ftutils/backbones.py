@@ -14,6 +14,7 @@ from pathlib import Path
 
 import keras
 
+from ftutils import alexnet
 from ftutils.config import keras_home
 from ftutils.errors import BackboneError, WeightsUnavailableError
 
@@ -22,13 +23,13 @@ _KERAS_APPS = "https://storage.googleapis.com/tensorflow/keras-applications/"
 
 @dataclasses.dataclass(frozen=True)
 class BackboneSpec:
-    """How to build one backbone and where its ImageNet weights live."""
+    """How to build one backbone and where its ImageNet weights live (``None``: none exist)."""
 
     constructor: Callable[..., keras.Model]
     preprocess: Callable
     min_size: int
     default_size: int
-    weights_file: str
+    weights_file: str | None
     weights_url: str
     download_mb: int
     kwargs: dict = dataclasses.field(default_factory=dict)
@@ -70,6 +71,10 @@ BACKBONES: dict[str, BackboneSpec] = {
         32, 224, "efficientnetb0_notop.h5", "https://storage.googleapis.com/keras-applications/",
         17,
     ),
+    "alexnet": BackboneSpec(  # hand-built (ftutils.alexnet): no ImageNet weights in Keras
+        alexnet.AlexNet, alexnet.preprocess_input, alexnet.MIN_SIZE, alexnet.PAPER_SIZE,
+        None, "", 0, {"groups": 1},  # one tower: the paper's 2-GPU split is 2x slower on a CPU
+    ),
 }  # fmt: skip
 
 
@@ -88,6 +93,8 @@ def imagenet_weights_path(name: str) -> Path:
     Raises :class:`WeightsUnavailableError` naming the file and how to provide it offline.
     """
     entry = spec(name)
+    if entry.weights_file is None:
+        raise WeightsUnavailableError(f"{name!r}: {alexnet.NO_WEIGHTS}")
     cached = keras_home() / "models" / entry.weights_file
     if cached.is_file():
         return cached
