@@ -8,6 +8,7 @@ augmentation lives in the model (``ftutils.augment``), never before the cache (G
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import warnings
 from pathlib import Path
 
@@ -256,3 +257,47 @@ def make_dataset(
         ds = ds.shuffle(len(data), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y))
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def image_hashes(data: ImageData) -> np.ndarray:
+    """A SHA-256 digest of every image's shape and pixels: equal digests, identical images.
+
+    The check for leakage (§2.1): a test image whose digest also occurs in the training set
+    is one the model may have learned by heart.
+    """
+    digests = [
+        hashlib.sha256(f"{image.shape}".encode() + image.tobytes()).hexdigest()
+        for image in np.ascontiguousarray(data.images)
+    ]
+    return np.array(digests)
+
+
+def shared_images(reference: ImageData, query: ImageData) -> np.ndarray:
+    """Indices of the ``query`` images that also occur, pixel for pixel, in ``reference``."""
+    return np.flatnonzero(np.isin(image_hashes(query), image_hashes(reference)))
+
+
+def nearest_images(
+    reference: ImageData, query: ImageData, batch_size: int = 500
+) -> tuple[np.ndarray, np.ndarray]:
+    """For every ``query`` image, the closest ``reference`` image by pixel distance.
+
+    Returns (index into ``reference``, root-mean-square pixel difference on a 0-1 scale):
+    0 means identical, a few thousandths a near-duplicate that an exact hash misses (§2.1).
+    Also a 1-nearest-neighbour classifier: ``reference.labels[index]`` is its prediction.
+    """
+    if reference.images.shape[1:] != query.images.shape[1:]:
+        raise DataError(
+            f"cannot compare images of shape {reference.images.shape[1:]} with "
+            f"{query.images.shape[1:]}; resize one set to the other's shape first"
+        )
+    ref = reference.images.reshape(len(reference), -1).astype("float32") / 255
+    ref_sq = np.einsum("ij,ij->i", ref, ref)
+    indices, distances = [], []
+    for start in range(0, len(query), batch_size):
+        q = query.images[start : start + batch_size].reshape(-1, ref.shape[1]).astype("float32")
+        q /= 255
+        best = np.argmin(ref_sq[None, :] - 2 * q @ ref.T, axis=1)  # |q - r|^2 minus |q|^2
+        indices.append(best)
+        distances.append(np.sqrt(np.mean((q - ref[best]) ** 2, axis=1)))  # exact 0 if equal
+    return np.concatenate(indices), np.concatenate(distances)

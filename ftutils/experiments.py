@@ -37,6 +37,11 @@ def config_key(name: str, config: dict) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:20]
 
 
+def _plain(value):
+    """JSON for NumPy scalars and arrays (numbers stay numbers); anything else as text."""
+    return value.tolist() if isinstance(value, np.generic | np.ndarray) else str(value)
+
+
 def run_sweep(
     name: str,
     run: Callable[..., dict],
@@ -65,7 +70,7 @@ def run_sweep(
             start = time.perf_counter()
             result = {**run(**config), "seconds": time.perf_counter() - start}
             folder.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps({"config": config, "result": result}, default=str))
+            path.write_text(json.dumps({"config": config, "result": result}, default=_plain))
         rows.append({**cell, **result, "cached": cached})
         if verbose:
             settings = " ".join(f"{k}={v}" for k, v in cell.items())
