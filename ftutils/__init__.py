@@ -10,6 +10,11 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from ftutils.config import setup  # noqa: E402
-from ftutils.errors import BackboneError, DataError, WeightsUnavailableError  # noqa: E402
+from ftutils.errors import (  # noqa: E402
+    BackboneError,
+    DataError,
+    DistributionError,
+    WeightsUnavailableError,
+)
 
-__all__ = ["setup", "BackboneError", "DataError", "WeightsUnavailableError"]
+__all__ = ["setup", "BackboneError", "DataError", "DistributionError", "WeightsUnavailableError"]

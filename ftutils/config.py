@@ -30,23 +30,31 @@ def set_seed(seed: int) -> None:
     keras.utils.set_random_seed(seed)
 
 
-def setup(seed: int = 0, verbose: bool = True) -> dict:
+def setup(
+    seed: int = 0,
+    verbose: bool = True,
+    *,
+    strategy: str | None = None,
+    precision: str | None = None,
+    deterministic: bool | None = None,
+) -> dict:
     """Make a notebook reproducible and print what it runs on.
 
-    Seeds every generator, enables TensorFlow op determinism (same seed, same machine ->
-    bit-identical results) and, on a GPU that supports it, mixed precision. Returns the
-    environment summary as a dict; prints it when ``verbose``.
+    Chooses the distribution strategy, the precision policy and op determinism first
+    (``ftutils.distribute.configure``: arguments left ``None`` come from the
+    ``FTUTILS_STRATEGY`` / ``FTUTILS_PRECISION`` / ``FTUTILS_DETERMINISTIC`` environment
+    variables, else ``auto``), then seeds every generator. Returns the environment summary
+    as a dict; prints it when ``verbose``.
     """
     import keras
     import tensorflow as tf
 
     from ftutils import distribute
 
+    distribute.configure(strategy, precision, deterministic)  # before TensorFlow starts
     pd.set_option("display.max_colwidth", None)  # the article-vs-measured tables hold sentences
     tf.get_logger().setLevel("ERROR")  # retracing notices from repeated predict() calls
     set_seed(seed)
-    tf.config.experimental.enable_op_determinism()
-    mixed = distribute.enable_mixed_precision_if_supported()
     home = keras_home()
     summary = {
         "python": platform.python_version(),
@@ -54,8 +62,7 @@ def setup(seed: int = 0, verbose: bool = True) -> dict:
         "keras": keras.__version__,
         "numpy": np.__version__,
         "devices": [d.device_type for d in tf.config.list_physical_devices()],
-        "strategy": type(distribute.strategy()).__name__,
-        "mixed_precision": mixed,
+        **distribute.describe(),
         "seed": seed,
         "keras_home": str(home),
         "cached_weights": sorted(p.name for p in (home / "models").glob("*.h5")),

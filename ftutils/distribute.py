@@ -1,58 +1,270 @@
-"""Device placement: one ``tf.distribute`` strategy for the whole book (GUIDE §2).
+"""Where and in what precision the book trains: one ``tf.distribute`` strategy, chosen once.
 
-Several GPUs -> MirroredStrategy, one GPU -> OneDeviceStrategy, otherwise TensorFlow's
-default strategy (the CPU). Models must be built and compiled inside ``strategy().scope()``.
+:func:`configure` (called by ``ftutils.setup()``) picks three things, from its arguments or
+else from the environment, so CI and a reader's shell can switch them without editing code:
+
+========================  ==============================================================
+``FTUTILS_STRATEGY``      ``auto`` (default): MirroredStrategy over several GPUs,
+                          OneDeviceStrategy on one GPU, TensorFlow's default strategy on
+                          the CPU; ``default``; ``mirrored:N`` (N GPUs, or the CPU split
+                          into N logical devices, which is how CI stands in for N GPUs);
+                          ``multiworker`` (MultiWorkerMirroredStrategy, reads ``TF_CONFIG``)
+``FTUTILS_PRECISION``     ``auto`` (default): ``mixed_float16`` on GPUs with tensor cores,
+                          else ``float32``; or ``float32``, ``mixed_bfloat16``,
+                          ``mixed_float16``
+``FTUTILS_DETERMINISTIC`` ``auto`` (default): on without a GPU, off with one (deterministic
+                          GPU kernels cost speed and some ops have none); ``1`` or ``0``
+========================  ==============================================================
+
+Models are built inside the chosen strategy's scope (``ftutils.models``), and every model
+derived from one (a head, the upper part of a cut classifier) and every compile happens
+under the strategy of the model it belongs to (:func:`scope_of`): a Keras 3 optimizer
+builds its variables under the strategy it was created in. Batch sizes given to ftutils
+are per replica; the global batch is that times :func:`replicas` (:func:`global_batch`).
 """
 
 from __future__ import annotations
 
-import functools
+import contextlib
+import dataclasses
+import json
+import os
 
+import keras
 import tensorflow as tf
 
+from ftutils.errors import DistributionError
 
-@functools.cache
-def _auto_strategy() -> tf.distribute.Strategy:
-    gpus = tf.config.list_logical_devices("GPU")
-    if len(gpus) > 1:
-        return tf.distribute.MirroredStrategy()
-    if len(gpus) == 1:
-        return tf.distribute.OneDeviceStrategy(gpus[0].name)
-    return tf.distribute.get_strategy()
+STRATEGY_ENV = "FTUTILS_STRATEGY"
+PRECISION_ENV = "FTUTILS_PRECISION"
+DETERMINISTIC_ENV = "FTUTILS_DETERMINISTIC"
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
-def strategy(devices: list[str] | None = None) -> tf.distribute.Strategy:
-    """The strategy to build and train under.
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """What :func:`configure` chose (``strategy`` is the requested form, e.g. ``mirrored:2``)."""
 
-    With ``devices`` (e.g. ``["/cpu:0", "/cpu:1"]``) a MirroredStrategy over exactly those
-    devices; without, the best choice for the machine (chosen once, then reused).
+    strategy: str
+    precision: str
+    deterministic: bool
+
+
+_configured: dict = {}  # "settings" and "strategy" once configure() has run
+
+
+def _gpus() -> list:
+    return tf.config.list_physical_devices("GPU")
+
+
+def _parse_strategy(spec: str) -> tuple[str, int]:
+    kind, _, count = spec.partition(":")
+    if kind in ("auto", "default", "multiworker") and not count:
+        return kind, 0
+    if kind == "mirrored" and count.isdigit() and int(count) >= 1:
+        return kind, int(count)
+    raise DistributionError(
+        f"unknown strategy {spec!r}; use auto, default, mirrored:N (N >= 1) or multiworker "
+        f"(in {STRATEGY_ENV} or ftutils.setup(strategy=...))"
+    )
+
+
+def _split_cpu(n: int) -> list[str]:
+    """Split the CPU into ``n`` logical devices (possible only before TensorFlow starts)."""
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    try:
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * n
+        )
+    except RuntimeError:
+        have = len(tf.config.list_logical_devices("CPU"))
+        if have != n:
+            raise DistributionError(
+                f"cannot split the CPU into {n} devices: TensorFlow has already started with "
+                f"{have}. Choose the strategy first thing, in a fresh process or a restarted "
+                f"kernel: ftutils.setup(strategy='mirrored:{n}') or {STRATEGY_ENV}=mirrored:{n}"
+            ) from None
+    return [f"/cpu:{i}" for i in range(n)]
+
+
+def make_strategy(spec: str) -> tf.distribute.Strategy:
+    """A new strategy for ``spec`` (``auto``, ``default``, ``mirrored:N``, ``multiworker``)."""
+    kind, count = _parse_strategy(spec)
+    gpus = _gpus()
+    if kind == "auto":
+        if len(gpus) > 1:
+            return tf.distribute.MirroredStrategy()
+        if len(gpus) == 1:
+            return tf.distribute.OneDeviceStrategy("/gpu:0")
+        return tf.distribute.get_strategy()
+    if kind == "default":
+        return tf.distribute.get_strategy()
+    if kind == "mirrored":
+        if gpus:
+            if count > len(gpus):
+                raise DistributionError(
+                    f"mirrored:{count} asks for {count} GPUs; this machine has {len(gpus)}"
+                )
+            return tf.distribute.MirroredStrategy([f"/gpu:{i}" for i in range(count)])
+        return tf.distribute.MirroredStrategy(_split_cpu(count))
+    if "TF_CONFIG" not in os.environ:
+        raise DistributionError(
+            'multiworker needs TF_CONFIG, e.g. {"cluster": {"worker": ["host1:12345", '
+            '"host2:12345"]}, "task": {"type": "worker", "index": 0}} on the first '
+            "machine (README, 'Several GPUs or machines')"
+        )
+    return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+def _choose_precision(spec: str) -> str:
+    if spec == "auto":
+        for gpu in _gpus():
+            capability = tf.config.experimental.get_device_details(gpu).get("compute_capability")
+            if capability and capability >= (7, 0):  # tensor cores: float16 pays off
+                return "mixed_float16"
+        return "float32"
+    if spec not in PRECISIONS:
+        raise DistributionError(
+            f"unknown precision {spec!r}; use auto or one of {', '.join(PRECISIONS)} "
+            f"(in {PRECISION_ENV} or ftutils.setup(precision=...))"
+        )
+    return spec
+
+
+def _choose_determinism(spec: str | bool) -> bool:
+    if isinstance(spec, bool):
+        return spec
+    if spec == "auto":
+        return not _gpus()
+    if spec in ("0", "1"):
+        return spec == "1"
+    raise DistributionError(f"{DETERMINISTIC_ENV} must be auto, 0 or 1, got {spec!r}")
+
+
+def configure(
+    strategy: str | None = None,
+    precision: str | None = None,
+    deterministic: bool | None = None,
+) -> Settings:
+    """Choose the strategy, the precision policy and op determinism; return the choice.
+
+    Arguments left ``None`` come from the environment (module docstring), else ``auto``.
+    The strategy is created once per process: configuring again with another strategy is
+    refused (a MirroredStrategy over logical devices or across machines cannot be undone),
+    while precision and determinism may change.
     """
-    if devices:
-        return tf.distribute.MirroredStrategy(devices)
-    return _auto_strategy()
+    strategy = strategy or os.environ.get(STRATEGY_ENV, "auto")
+    _parse_strategy(strategy)  # a bad value fails before anything is changed
+    precision = _choose_precision(precision or os.environ.get(PRECISION_ENV, "auto"))
+    determinism = _choose_determinism(
+        deterministic if deterministic is not None else os.environ.get(DETERMINISTIC_ENV, "auto")
+    )
+    previous = _configured.get("settings")
+    if previous is None:
+        _configured["strategy"] = make_strategy(strategy)
+    elif previous.strategy != strategy:
+        raise DistributionError(
+            f"the strategy is already {previous.strategy!r} in this process; restart the kernel "
+            f"(or start a new process) to use {strategy!r}"
+        )
+    keras.mixed_precision.set_global_policy(precision)
+    if determinism:
+        tf.config.experimental.enable_op_determinism()
+    else:
+        from tensorflow.python.framework import config as tf_config  # no public switch-off
+
+        tf_config.disable_op_determinism()
+    _configured["settings"] = Settings(strategy, precision, determinism)
+    return _configured["settings"]
+
+
+def settings() -> Settings:
+    """The current choice (configuring from the environment if nothing was chosen yet)."""
+    if "settings" not in _configured:
+        configure()
+    return _configured["settings"]
+
+
+def strategy() -> tf.distribute.Strategy:
+    """The configured strategy: what ftutils builds models under."""
+    settings()
+    return _configured["strategy"]
 
 
 def current() -> tf.distribute.Strategy:
-    """The strategy whose scope is active, else :func:`strategy`'s choice for the machine.
+    """The strategy whose scope is active, else the configured one.
 
-    ftutils builds and compiles under this, so ``with strategy(devices).scope(): ...``
-    around ftutils calls puts them on those devices.
+    So ``with some_strategy.scope(): ...`` around ftutils calls builds under that strategy.
     """
-    return tf.distribute.get_strategy() if tf.distribute.has_strategy() else _auto_strategy()
+    return tf.distribute.get_strategy() if tf.distribute.has_strategy() else strategy()
 
 
-def enable_mixed_precision_if_supported() -> bool:
-    """Use float16 compute on GPUs with tensor cores (compute capability >= 7.0) only.
+def scope_of(model: keras.Model):
+    """The scope of the strategy ``model`` was built under: compile and derive models in it."""
+    return model.distribute_strategy.scope()
 
-    On the CPU mixed precision is slower, so the float32 policy is kept. Returns whether
-    mixed precision is now on. Classifier heads keep a float32 output layer either way.
+
+def replicas(model: keras.Model | None = None) -> int:
+    """How many replicas share each batch: the model's strategy's, else the configured one's."""
+    chosen = model.distribute_strategy if model is not None else current()
+    return int(chosen.num_replicas_in_sync)
+
+
+def global_batch(per_replica: int, model: keras.Model | None = None) -> int:
+    """The batch one training step consumes: ``per_replica`` images on each replica."""
+    return per_replica * replicas(model)
+
+
+def require_single_device(variables, caller: str) -> None:
+    """Refuse to run a from-scratch training loop inside a strategy or on its variables."""
+    inner = [v.value if isinstance(v, keras.Variable) else v for v in variables]
+    distributed = [v for v in inner if isinstance(v, tf.distribute.DistributedValues)]
+    if (tf.distribute.has_strategy() and current().num_replicas_in_sync > 1) or distributed:
+        raise DistributionError(
+            f"{caller} is a single-device loop written from scratch (the article's formulas) "
+            "and cannot synchronise replicas; create its variables and call it outside "
+            "`with strategy.scope()` (keras.Model.fit handles replicas for you)"
+        )
+
+
+def describe() -> dict:
+    """Strategy, replicas, devices, precision and determinism, for ``setup()``'s summary."""
+    chosen = strategy()
+    return {
+        "strategy": f"{type(chosen).__name__} ({settings().strategy})",
+        "replicas": int(chosen.num_replicas_in_sync),
+        "precision": settings().precision,
+        "deterministic": settings().deterministic,
+        "worker": _worker(),
+    }
+
+
+def _worker() -> str:
+    """``index of count`` for a multi-worker run, else ``single process``."""
+    config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
+    workers = config.get("cluster", {}).get("worker", [])
+    if not workers:
+        return "single process"
+    return f"{config.get('task', {}).get('index', 0)} of {len(workers)}"
+
+
+@contextlib.contextmanager
+def explain_determinism_errors():
+    """Turn TensorFlow's error for an op without a deterministic kernel into a clear one.
+
+    With op determinism on, such an op raises (on a GPU typically UnimplementedError, e.g.
+    for a gradient with no deterministic GPU kernel on that TensorFlow version); the message
+    names the switch that turns determinism off.
     """
-    import keras
-
-    for gpu in tf.config.list_physical_devices("GPU"):
-        capability = tf.config.experimental.get_device_details(gpu).get("compute_capability")
-        if capability and capability >= (7, 0):
-            keras.mixed_precision.set_global_policy("mixed_float16")
-            return True
-    keras.mixed_precision.set_global_policy("float32")
-    return False
+    try:
+        yield
+    except (tf.errors.UnimplementedError, tf.errors.FailedPreconditionError) as exc:
+        if "determinis" not in str(exc).lower():
+            raise
+        first_line = str(exc).strip().splitlines()[0][:300]
+        raise DistributionError(
+            "an operation has no deterministic implementation on this device, and op "
+            "determinism is on. Turn it off with FTUTILS_DETERMINISTIC=0 (or "
+            "ftutils.setup(deterministic=False)); results then vary slightly from run to run. "
+            f"TensorFlow said: {first_line}"
+        ) from None

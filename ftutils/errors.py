@@ -11,3 +11,7 @@ class BackboneError(ValueError):
 
 class WeightsUnavailableError(FileNotFoundError):
     """Pretrained weights are neither in the Keras cache nor downloadable."""
+
+
+class DistributionError(RuntimeError):
+    """A strategy, precision or determinism setting that cannot be used as asked."""

@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ftutils import models
+from ftutils import distribute, models
 from ftutils.config import CACHE_DIR
 from ftutils.data import ImageData, check_labels, make_dataset
 from ftutils.training import TrainingRecord, compile_classifier
@@ -31,23 +31,33 @@ def fingerprint(*arrays: np.ndarray) -> str:
 
 
 def feature_extractor(model: keras.Model) -> keras.Model:
-    """The classifier up to its pooling layer (augmentation is inactive at inference)."""
-    return keras.Model(model.inputs, model.get_layer("pool").output, name="feature_extractor")
+    """The classifier up to its pooling layer (augmentation is inactive at inference).
+
+    Built under the classifier's strategy, so extraction runs on all its replicas.
+    """
+    with distribute.scope_of(model):
+        return keras.Model(model.inputs, model.get_layer("pool").output, name="feature_extractor")
 
 
 def extract_features(
     model: keras.Model, data: ImageData, batch_size: int = 64, use_disk_cache: bool = True
 ) -> np.ndarray:
-    """Pooled base features of every image, from the disk cache when they were computed before."""
+    """Pooled base features of every image as float32, from the disk cache when computed before.
+
+    Under a mixed-precision policy the base computes in float16 or bfloat16; the features
+    are cast to float32 and the policy is part of the cache key. ``batch_size`` is per replica.
+    """
     extractor = feature_extractor(model)
-    # Keyed by content and library versions: an upgrade recomputes, as a teacher's re-run expects.
-    versions = np.frombuffer(f"{tf.__version__} {keras.__version__}".encode(), dtype=np.uint8)
+    # Keyed by content, precision and library versions: an upgrade recomputes, as a teacher's
+    # re-run expects, and features computed in bfloat16 never stand in for float32 ones.
+    versions = f"{tf.__version__} {keras.__version__} {model.dtype_policy.name}"
+    versions = np.frombuffer(versions.encode(), dtype=np.uint8)
     key = fingerprint(versions, *(w.numpy() for w in extractor.weights), data.images)
     path = CACHE_DIR / "features" / f"{model.name}-{model.input_shape[1]}px-{key}.npy"
     if use_disk_cache and path.is_file():
         return np.load(path)
-    ds = make_dataset(data, model.input_shape[1], batch_size)
-    features = extractor.predict(ds, verbose=0)
+    ds = make_dataset(data, model.input_shape[1], distribute.global_batch(batch_size, model))
+    features = np.asarray(extractor.predict(ds, verbose=0), dtype="float32")
     if use_disk_cache:
         path.parent.mkdir(parents=True, exist_ok=True)
         np.save(path, features)
@@ -66,19 +76,23 @@ def train_head(
     record: TrainingRecord | None = None,
     verbose: int = 0,
 ) -> tuple[keras.Model, TrainingRecord]:
-    """Train a new dense head on cached features; returns the head and its record."""
+    """Train a new dense head on cached features; returns the head and its record.
+
+    ``batch_size`` is per replica.
+    """
     check_labels(val, train.n_classes)
     head = models.build_head(train_features.shape[1], train.n_classes, dropout)
     compile_classifier(head, "adam", learning_rate)
     record = record if record is not None else TrainingRecord()
-    history = head.fit(
-        train_features,
-        train.labels,
-        validation_data=(val_features, val.labels),
-        epochs=epochs,
-        batch_size=batch_size,
-        verbose=verbose,
-    )
+    with distribute.explain_determinism_errors():
+        history = head.fit(
+            train_features,
+            train.labels,
+            validation_data=(val_features, val.labels),
+            epochs=epochs,
+            batch_size=distribute.global_batch(batch_size, head),
+            verbose=verbose,
+        )
     record.add("head", history)
     return head, record
 

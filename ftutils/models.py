@@ -21,7 +21,9 @@ def build_classifier(
 
     Inputs are RGB images with values in [0, 255] (what ``ftutils.data.make_dataset``
     yields). The base starts frozen; ``base_of(model)`` returns it for ``unfreeze``. The
-    model is built under ``ftutils.distribute.strategy()``.
+    model is built under ``ftutils.distribute.current()``, in the global precision policy;
+    its output layer computes in float32 whatever the policy (softmax in float16 or
+    bfloat16 rounds probabilities and the loss).
     """
     if n_classes < 2:
         raise ValueError(f"a classifier needs n_classes >= 2, got {n_classes}")
@@ -47,9 +49,16 @@ def base_of(model: keras.Model) -> keras.Model:
     return [layer for layer in model.layers if isinstance(layer, keras.Model)][-1]
 
 
-def build_head(feature_dim: int, n_classes: int, dropout: float = 0.2) -> keras.Model:
-    """The classifier's head alone, trained on cached features (the fast path, §4.4)."""
-    with distribute.current().scope():
+def build_head(
+    feature_dim: int, n_classes: int, dropout: float = 0.2, like: keras.Model | None = None
+) -> keras.Model:
+    """The classifier's head alone, trained on cached features (the fast path, §4.4).
+
+    Built under the strategy of ``like`` (the classifier it belongs to) when given, else
+    under ``ftutils.distribute.current()``; its output is float32 under any policy.
+    """
+    chosen = like.distribute_strategy if like is not None else distribute.current()
+    with chosen.scope():
         inputs = keras.Input((feature_dim,), name="features")
         x = keras.layers.Dropout(dropout, name="dropout")(inputs) if dropout else inputs
         outputs = keras.layers.Dense(

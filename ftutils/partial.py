@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ftutils import models
+from ftutils import distribute, models
 from ftutils.data import ImageData, make_dataset
 from ftutils.errors import BackboneError
 
@@ -43,6 +43,11 @@ def split_classifier(model: keras.Model, at: str) -> SplitClassifier:
             "the model augments its inputs, so the activations below the cut change every "
             "epoch and cannot be cached; build the classifier with augmentation=None"
         )
+    with distribute.scope_of(model):  # the parts train under the classifier's strategy
+        return _split(model, at)
+
+
+def _split(model: keras.Model, at: str) -> SplitClassifier:
     base = models.base_of(model)
     names = [layer.name for layer in base.layers][1:]  # the first one is the input layer
     if at not in names:
@@ -79,8 +84,13 @@ def split_classifier(model: keras.Model, at: str) -> SplitClassifier:
 
 
 def activations(lower: keras.Model, data: ImageData, batch_size: int = 64) -> np.ndarray:
-    """The output of ``split_classifier(...).lower`` for every image, computed once."""
-    return lower.predict(make_dataset(data, lower.input_shape[1], batch_size), verbose=0)
+    """The output of ``split_classifier(...).lower`` for every image, computed once, float32.
+
+    ``batch_size`` is per replica; under a mixed-precision policy the activations are
+    computed in float16 or bfloat16 and stored as float32.
+    """
+    ds = make_dataset(data, lower.input_shape[1], distribute.global_batch(batch_size, lower))
+    return np.asarray(lower.predict(ds, verbose=0), dtype="float32")
 
 
 def fit_steps(
@@ -97,14 +107,15 @@ def fit_steps(
     The arrays are passed over again and again, reshuffled (seeded) on every pass as epochs
     would be, but inside one Keras epoch: a ten-image k-shot set would otherwise spend its
     time in per-epoch overhead. A fixed number of steps also gives every data size the same
-    training budget (§4.5). Batches hold ``min(batch_size, len(x))`` examples.
+    training budget (§4.5). Batches hold ``min(batch_size, len(x))`` examples per replica.
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     if len(x) != len(y) or len(x) == 0:
         raise ValueError(f"need as many labels as examples (>= 1): got {len(x)} and {len(y)}")
-    batch = min(batch_size, len(x))
+    batch = distribute.global_batch(min(batch_size, len(x)), model)
     ds = tf.data.Dataset.from_tensor_slices((x, y))
     ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True).repeat()
     ds = ds.batch(batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
-    return model.fit(ds, epochs=1, steps_per_epoch=steps, shuffle=False, verbose=verbose)
+    with distribute.explain_determinism_errors():
+        return model.fit(ds, epochs=1, steps_per_epoch=steps, shuffle=False, verbose=verbose)

@@ -62,11 +62,13 @@ def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimize
 def compile_classifier(
     model: keras.Model, optimizer: str = "adam", learning_rate: float = 1e-3
 ) -> None:
-    """Sparse categorical cross-entropy and accuracy, under the distribution strategy.
+    """Sparse categorical cross-entropy and accuracy, under the model's own strategy.
 
-    Metrics go by keyword: in Keras 3 a third positional argument is ``loss_weights``.
+    The optimizer is created in the scope of the strategy the model was built under (a
+    Keras 3 optimizer can build its variables only there). Metrics go by keyword: in Keras 3
+    a third positional argument is ``loss_weights``.
     """
-    with distribute.current().scope():
+    with distribute.scope_of(model):
         model.compile(
             optimizer=make_optimizer(optimizer, learning_rate),
             loss="sparse_categorical_crossentropy",
@@ -106,20 +108,28 @@ def fit(
     checkpoint: str | Path | None = None,
     verbose: int = 2,
 ) -> TrainingRecord:
-    """Fit an already compiled classifier on ImageData; append the epochs to ``record``."""
+    """Fit an already compiled classifier on ImageData; append the epochs to ``record``.
+
+    ``batch_size`` is per replica: with several replicas (GPUs, workers) each step
+    consumes ``batch_size`` images on each, and this prints the global batch.
+    """
     size = model.input_shape[1]
     n_classes = model.output_shape[-1]
     check_labels(train, n_classes)
     check_labels(val, n_classes)
     record = record if record is not None else TrainingRecord()
-    history = model.fit(
-        make_dataset(train, size, batch_size, shuffle=True, seed=seed),
-        validation_data=make_dataset(val, size, batch_size),
-        epochs=epochs,
-        shuffle=False,  # make_dataset already reshuffles every epoch
-        callbacks=callbacks(patience, checkpoint),
-        verbose=verbose,
-    )
+    batch = distribute.global_batch(batch_size, model)
+    if verbose and batch != batch_size:
+        print(f"batch: {batch_size} per replica x {distribute.replicas(model)} replicas = {batch}")
+    with distribute.explain_determinism_errors():
+        history = model.fit(
+            make_dataset(train, size, batch, shuffle=True, seed=seed),
+            validation_data=make_dataset(val, size, batch),
+            epochs=epochs,
+            shuffle=False,  # make_dataset already reshuffles every epoch
+            callbacks=callbacks(patience, checkpoint),
+            verbose=verbose,
+        )
     record.add(phase, history)
     return record
 
@@ -158,8 +168,8 @@ def two_phase_finetune(
 
 
 def predict_labels(model: keras.Model, data: ImageData, batch_size: int = 64) -> np.ndarray:
-    """Predicted class index for every image."""
-    ds = make_dataset(data, model.input_shape[1], batch_size)
+    """Predicted class index for every image (``batch_size`` per replica)."""
+    ds = make_dataset(data, model.input_shape[1], distribute.global_batch(batch_size, model))
     return np.argmax(model.predict(ds, verbose=0), axis=-1)
 
 

@@ -1,4 +1,9 @@
-"""Shared fixtures: a writable Keras cache is expected in KERAS_HOME (see .ci/run)."""
+"""Shared fixtures: a writable Keras cache is expected in KERAS_HOME (see .ci/run).
+
+The strategy, precision and determinism come from FTUTILS_STRATEGY / FTUTILS_PRECISION /
+FTUTILS_DETERMINISTIC, chosen before any test starts TensorFlow: `make test-distributed`
+runs the same tests under ``mirrored:2`` and ``mixed_bfloat16``.
+"""
 
 import os
 
@@ -7,11 +12,19 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
+def pytest_configure(config):
+    from ftutils import distribute
+
+    distribute.configure()
+
+
 @pytest.fixture(autouse=True)
 def _seeded():
-    """Every test starts from the same seeds (and op determinism)."""
+    """Every test starts from the same seeds, under the configured precision and determinism."""
     import keras
-    import tensorflow as tf
 
+    from ftutils import distribute
+
+    chosen = distribute.settings()
+    distribute.configure(chosen.strategy, chosen.precision, chosen.deterministic)
     keras.utils.set_random_seed(0)
-    tf.config.experimental.enable_op_determinism()

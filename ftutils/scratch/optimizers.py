@@ -25,6 +25,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ftutils import distribute
+
 FORMS = ("ema", "keras")
 
 
@@ -209,8 +211,12 @@ def gradient_descent(
     ``shuffle=False``. With ``tol``, training stops after the first epoch whose full loss
     fell by less than ``tol`` ("直到损失函数停止下降"). ``monitor()`` (e.g. validation
     accuracy computed from ``variables``) is recorded at the start and after every epoch.
-    The whole loop runs as one graph.
+    The whole loop runs as one graph, on one device and outside any ``tf.distribute``
+    strategy: the article's loop has no replicas to synchronise, so variables created
+    under a strategy (e.g. a head built by ``ftutils.models`` under ``mirrored:2``) are
+    refused; build them outside its scope.
     """
+    distribute.require_single_device(variables, "scratch.gradient_descent")
     x = tf.convert_to_tensor(x, dtype=tf.float32)
     y = tf.convert_to_tensor(y)
     n = int(x.shape[0])
