@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
 
-.PHONY: run test lint unit nbval bench clean
+.PHONY: run test test-distributed lint unit nbval bench gpu-check clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,8 +28,20 @@ nbval: $(VENV)/.installed
 	$(PY) -m pytest --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
 		-p tests.nbval_stderr notebooks
 
+# The GPU-shaped configuration on a CPU: two replicas (logical CPU devices) and bfloat16
+# mixed precision, for the unit tests and two notebooks whose verdicts must still hold.
+DISTRIBUTED := FTUTILS_STRATEGY=mirrored:2 FTUTILS_PRECISION=mixed_bfloat16
+test-distributed: $(VENV)/.installed
+	$(DISTRIBUTED) $(PY) -m pytest tests
+	$(DISTRIBUTED) $(PY) scripts/run_book.py --out build/distributed \
+		notebooks/01_introduction.ipynb notebooks/04_4_finetuning_workflow.ipynb
+
 bench: $(VENV)/.installed
 	$(PY) bench/cached_features.py
+	$(PY) bench/distribution.py
+
+gpu-check: $(VENV)/.installed
+	$(PY) scripts/gpu_check.py
 
 clean:
 	rm -rf build .pytest_cache

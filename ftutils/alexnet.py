@@ -47,6 +47,7 @@ class LocalResponseNormalization(keras.layers.Layer):
 
     b = a / (k + alpha * sum of a^2 over ``depth_radius`` neighbouring maps on each side)^beta
     with the paper's k=2, n=5 (radius 2), alpha=1e-4, beta=0.75. It has no weights.
+    Computed in float32 under any precision policy: TensorFlow's CPU kernel has no bfloat16.
     """
 
     def __init__(self, depth_radius=2, bias=2.0, alpha=1e-4, beta=0.75, **kwargs):
@@ -54,9 +55,10 @@ class LocalResponseNormalization(keras.layers.Layer):
         self.depth_radius, self.bias, self.alpha, self.beta = depth_radius, bias, alpha, beta
 
     def call(self, inputs):
-        return tf.nn.local_response_normalization(
-            inputs, self.depth_radius, self.bias, self.alpha, self.beta
+        outputs = tf.nn.local_response_normalization(
+            tf.cast(inputs, "float32"), self.depth_radius, self.bias, self.alpha, self.beta
         )
+        return tf.cast(outputs, self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -242,19 +242,34 @@ def make_dataset(
     batch_size: int = 32,
     shuffle: bool = False,
     seed: int = 0,
+    multiple_of: int = 1,
 ) -> tf.data.Dataset:
     """A tf.data pipeline of (float32 RGB image in [0, 255], label) batches.
 
     Decoded, resized uint8 images are cached in memory; shuffling (reshuffled each epoch,
     seeded) comes after the cache, and the model does any random augmentation.
+
+    ``multiple_of`` (the number of replicas, for training and evaluation under several
+    replicas) keeps ``len(data)`` rounded down to a multiple of it in each pass: with
+    TensorFlow 2.21 and Keras 3.15, ``fit`` and ``evaluate`` under a MirroredStrategy fail
+    with "Inputs to operation AddN ... must have the same size and shape" on a last batch
+    that does not split evenly over the replicas. At most ``multiple_of - 1`` images are
+    left out of a pass (different ones each epoch when shuffled).
     """
     if len(data) == 0:
         raise DataError("the dataset is empty; check the class selection and k per class")
+    if len(data) < multiple_of:
+        raise DataError(
+            f"{len(data)} image(s) cannot be shared by {multiple_of} replicas; use at least "
+            f"{multiple_of} images or fewer replicas"
+        )
     ds = tf.data.Dataset.from_tensor_slices((data.images, data.labels))
     ds = ds.map(lambda x, y: (_to_rgb(x, image_size), y), num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.cache()
     if shuffle:
         ds = ds.shuffle(len(data), seed=seed, reshuffle_each_iteration=True)
+    if len(data) % multiple_of:
+        ds = ds.take(len(data) - len(data) % multiple_of)
     ds = ds.batch(batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y))
     return ds.prefetch(tf.data.AUTOTUNE)
 

@@ -1,8 +1,9 @@
 """Sweeps: run an experiment over a grid of settings, one line per run, cached on disk (§2.2, §4.5).
 
-A result is cached under a key built from the sweep's name, every setting of the run and the
-TensorFlow/Keras/NumPy versions, so an unchanged re-run reuses it, while a changed parameter
-or a library upgrade runs it again.
+A result is cached under a key built from the sweep's name, every setting of the run, the
+TensorFlow/Keras/NumPy versions and the replicas and precision it ran with, so an unchanged
+re-run reuses it, while a changed parameter, a library upgrade or another precision runs it
+again.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from ftutils import distribute
 from ftutils.config import CACHE_DIR
 
 
@@ -29,8 +31,16 @@ def expand_grid(grid: dict[str, list]) -> list[dict]:
 
 
 def config_key(name: str, config: dict) -> str:
-    """A stable hash of the sweep name, the full configuration and the library versions."""
-    versions = {"tensorflow": tf.__version__, "keras": keras.__version__, "numpy": np.__version__}
+    """A stable hash of the sweep name, the full configuration, the library versions and
+    where it ran (replicas and precision policy: a bfloat16 or 2-replica result never
+    stands in for a float32 one)."""
+    versions = {
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        "replicas": distribute.replicas(),
+        "precision": keras.mixed_precision.global_policy().name,
+    }
     payload = json.dumps(
         {"name": name, "config": config, "versions": versions}, sort_keys=True, default=str
     )

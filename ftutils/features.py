@@ -78,17 +78,20 @@ def train_head(
 ) -> tuple[keras.Model, TrainingRecord]:
     """Train a new dense head on cached features; returns the head and its record.
 
-    ``batch_size`` is per replica.
+    ``batch_size`` is per replica; with several replicas, fewer images than there are
+    replicas are left out of each pass (see ``ftutils.data.make_dataset``).
     """
     check_labels(val, train.n_classes)
     head = models.build_head(train_features.shape[1], train.n_classes, dropout)
     compile_classifier(head, "adam", learning_rate)
     record = record if record is not None else TrainingRecord()
+    replicas = distribute.replicas(head)
+    n_train, n_val = (len(d) - len(d) % replicas for d in (train, val))
     with distribute.explain_determinism_errors():
         history = head.fit(
-            train_features,
-            train.labels,
-            validation_data=(val_features, val.labels),
+            train_features[:n_train],
+            train.labels[:n_train],
+            validation_data=(val_features[:n_val], val.labels[:n_val]),
             epochs=epochs,
             batch_size=distribute.global_batch(batch_size, head),
             verbose=verbose,

@@ -111,20 +111,22 @@ def fit(
     """Fit an already compiled classifier on ImageData; append the epochs to ``record``.
 
     ``batch_size`` is per replica: with several replicas (GPUs, workers) each step
-    consumes ``batch_size`` images on each, and this prints the global batch.
+    consumes ``batch_size`` images on each, and this prints the global batch; each pass
+    then leaves out fewer images than there are replicas (``make_dataset``'s ``multiple_of``).
     """
     size = model.input_shape[1]
     n_classes = model.output_shape[-1]
     check_labels(train, n_classes)
     check_labels(val, n_classes)
     record = record if record is not None else TrainingRecord()
+    replicas = distribute.replicas(model)
     batch = distribute.global_batch(batch_size, model)
-    if verbose and batch != batch_size:
-        print(f"batch: {batch_size} per replica x {distribute.replicas(model)} replicas = {batch}")
+    if verbose and replicas > 1:
+        print(f"batch: {batch_size} per replica x {replicas} replicas = {batch}")
     with distribute.explain_determinism_errors():
         history = model.fit(
-            make_dataset(train, size, batch, shuffle=True, seed=seed),
-            validation_data=make_dataset(val, size, batch),
+            make_dataset(train, size, batch, shuffle=True, seed=seed, multiple_of=replicas),
+            validation_data=make_dataset(val, size, batch, multiple_of=replicas),
             epochs=epochs,
             shuffle=False,  # make_dataset already reshuffles every epoch
             callbacks=callbacks(patience, checkpoint),

@@ -65,7 +65,7 @@ def test_small_configuration_builds_and_trains_one_step():
     assert not np.array_equal(model.get_layer("conv1").kernel.numpy(), before)
 
 
-def test_local_response_normalization_matches_the_formula():
+def test_local_response_normalization_matches_the_formula(float32_policy):
     a = np.random.default_rng(0).uniform(0, 3, (1, 2, 2, 7)).astype("float32")
     layer = alexnet.LocalResponseNormalization()
     expected = np.empty_like(a)

@@ -27,7 +27,7 @@ def test_default_signature_still_builds_the_five_original_layers():
 
 
 @pytest.mark.parametrize("name", augment.TRANSFORMS)
-def test_each_transform_is_identity_at_inference_and_random_in_training(name):
+def test_each_transform_is_identity_at_inference_and_random_in_training(name, float32_policy):
     x = _images()
     layer = augment.transforms(**ALL)[name]
     np.testing.assert_array_equal(np.asarray(layer(x, training=False)), x)
@@ -37,7 +37,7 @@ def test_each_transform_is_identity_at_inference_and_random_in_training(name):
     assert any(changed), f"{name} left every image unchanged in training"
 
 
-def test_stack_in_a_model_is_identity_at_inference_and_differs_between_calls():
+def test_stack_in_a_model_is_identity_at_inference_and_differs_between_calls(float32_policy):
     x = _images()
     stack = augment.augmentation(**ALL)
     model = keras.Sequential([keras.Input(x.shape[1:]), stack])

@@ -2,8 +2,11 @@
 
 import keras
 import numpy as np
+import pytest
 
 from ftutils import data, models, transfer
+
+pytestmark = pytest.mark.usefixtures("float32_policy")  # identities in float32
 
 
 def _images(n=40, size=32, seed=0):

@@ -38,7 +38,7 @@ def _run(script: str, **env: str) -> str:
 MIRRORED = """
     import numpy as np
     import ftutils
-    ftutils.setup(strategy="mirrored:2", verbose=False)
+    ftutils.setup(strategy="mirrored:2", precision="float32", verbose=False)
     import tensorflow as tf
     from ftutils import backbones, config, data, distribute, models, partial, training
     from ftutils.scratch.optimizers import gradient_descent

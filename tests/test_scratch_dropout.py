@@ -6,6 +6,8 @@ import pytest
 
 from ftutils.scratch import dropout
 
+pytestmark = pytest.mark.usefixtures("float32_policy")  # identities in float32
+
 
 def _activations(shape=(400, 500), seed=0):
     """Strictly positive activations (σ outputs), so a zero in Keras' output marks a drop."""

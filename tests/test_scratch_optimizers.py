@@ -7,6 +7,8 @@ import tensorflow as tf
 
 from ftutils.scratch import losses, optimizers
 
+pytestmark = pytest.mark.usefixtures("float32_policy")  # identities in float32
+
 A = np.diag([1.0, 50.0])  # an ill-conditioned quadratic f = θᵀAθ / 2
 
 
