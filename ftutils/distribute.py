@@ -215,6 +215,36 @@ def global_batch(per_replica: int, model: keras.Model | None = None) -> int:
     return per_replica * replicas(model)
 
 
+def adapt_for_multiworker(model: keras.Model) -> None:
+    """Let Keras 3's ``fit`` run ``model`` under a MultiWorkerMirroredStrategy (no-op otherwise).
+
+    Keras 3 (to 3.15 at least) fails there twice (keras-team/keras issue 20585): before the
+    first step it builds the metrics from a batch passed through ``strategy.reduce``, which
+    takes one tensor, not an (images, labels) pair, so they are built from the worker's own
+    batch instead (only the shapes count); after every step it averages the logged values
+    over workers along axis 0, which a scalar lacks, so each gets an axis of length 1.
+    """
+    strategy = model.distribute_strategy
+    multiworker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+    if not multiworker or getattr(model, "_adapted_for_multiworker", False):
+        return  # a recompile keeps the adaptation; adapting twice would nest the axis
+    model._adapted_for_multiworker = True
+
+    def build_from_local_batch(iterator=None, data_batch=None):
+        if iterator is not None:
+            for _, _, batches in iterator:
+                data_batch = keras.tree.map_structure(
+                    lambda v: strategy.experimental_local_results(v)[0], next(batches)
+                )
+                break
+        with strategy.scope():
+            model._symbolic_build(data_batch=data_batch)
+
+    train_step = model.train_step
+    model._maybe_symbolic_build = build_from_local_batch
+    model.train_step = lambda data: keras.tree.map_structure(lambda v: v[None], train_step(data))
+
+
 def require_single_device(variables, caller: str) -> None:
     """Refuse to run a from-scratch training loop inside a strategy or on its variables."""
     inner = [v.value if isinstance(v, keras.Variable) else v for v in variables]

@@ -74,6 +74,7 @@ def compile_classifier(
             loss="sparse_categorical_crossentropy",
             metrics=["accuracy"],
         )
+    distribute.adapt_for_multiworker(model)
 
 
 def callbacks(patience: int | None = None, checkpoint: str | Path | None = None) -> list:
