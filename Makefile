@@ -37,7 +37,7 @@ test-distributed: $(VENV)/.installed
 		notebooks/01_introduction.ipynb notebooks/04_4_finetuning_workflow.ipynb
 
 bench: $(VENV)/.installed
-	$(PY) bench/cached_features.py
+	$(PY) bench/fast_path.py
 	$(PY) bench/distribution.py
 
 gpu-check: $(VENV)/.installed

@@ -9,6 +9,8 @@ and so the features, every epoch.
 from __future__ import annotations
 
 import hashlib
+import weakref
+from collections.abc import Sequence
 
 import keras
 import numpy as np
@@ -17,7 +19,8 @@ import tensorflow as tf
 from ftutils import distribute, models
 from ftutils.config import CACHE_DIR
 from ftutils.data import ImageData, check_labels, make_dataset
-from ftutils.training import TrainingRecord, compile_classifier
+from ftutils.errors import BackboneError
+from ftutils.training import TrainingRecord, callbacks, compile_classifier
 
 
 def fingerprint(*arrays: np.ndarray) -> str:
@@ -30,27 +33,76 @@ def fingerprint(*arrays: np.ndarray) -> str:
     return digest.hexdigest()[:16]
 
 
-def feature_extractor(model: keras.Model) -> keras.Model:
-    """The classifier up to its pooling layer (augmentation is inactive at inference).
+#: Base layers whose pooled outputs make the multi-depth features (see :func:`feature_extractor`):
+#: the expansion activations of four inverted-residual blocks spread over MobileNetV2's depth,
+#: and its last activation. Measured on the default task (bench/fast_path.py): about +0.05 test
+#: accuracy over the last layer alone.
+MULTI_DEPTH_LAYERS = {
+    "mobilenet_v2": (
+        "block_6_expand_relu",
+        "block_10_expand_relu",
+        "block_13_expand_relu",
+        "block_16_expand_relu",
+        "out_relu",
+    ),
+}
 
-    Built under the classifier's strategy, so extraction runs on all its replicas.
+#: Extractors already built, per classifier and tap layers: building one and tracing its
+#: predict step costs seconds, so repeated calls (train, val, test...) reuse it.
+_EXTRACTORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def feature_extractor(model: keras.Model, layers: Sequence[str] | None = None) -> keras.Model:
+    """The classifier up to its pooling layer, or its multi-depth features.
+
+    With ``layers`` (names of layers in the base), the output is the global average of each
+    of those layers' outputs, concatenated: features from several depths of the network,
+    from generic edges and textures to ImageNet-specific parts (§2.2: the farther the
+    target domain from the source, the more the middle layers carry). Augmentation is
+    inactive at inference. Built once per classifier and layers, under the classifier's
+    strategy, so extraction runs on all its replicas.
     """
-    with distribute.scope_of(model):
+    key = tuple(layers or ())
+    built = _EXTRACTORS.setdefault(model, {})
+    if key not in built:
+        with distribute.scope_of(model):
+            built[key] = _build_extractor(model, key)
+    return built[key]
+
+
+def _build_extractor(model: keras.Model, layers: tuple[str, ...]) -> keras.Model:
+    if not layers:
         return keras.Model(model.inputs, model.get_layer("pool").output, name="feature_extractor")
+    base = models.base_of(model)
+    names = [layer.name for layer in base.layers]
+    unknown = [name for name in layers if name not in names]
+    if unknown:
+        raise BackboneError(f"the base has no layer(s) {unknown}; its last layers are {names[-4:]}")
+    taps = keras.Model(base.input, [base.get_layer(name).output for name in layers])
+    image = keras.Input(model.input_shape[1:], name="image")
+    outputs = taps(model.get_layer("preprocess")(image))
+    pooled = [keras.layers.GlobalAveragePooling2D()(x) for x in outputs]
+    features = keras.layers.Concatenate()(pooled) if len(pooled) > 1 else pooled[0]
+    return keras.Model(image, features, name="multi_depth_features")
 
 
 def extract_features(
-    model: keras.Model, data: ImageData, batch_size: int = 64, use_disk_cache: bool = True
+    model: keras.Model,
+    data: ImageData,
+    batch_size: int = 64,
+    use_disk_cache: bool = True,
+    layers: Sequence[str] | None = None,
 ) -> np.ndarray:
     """Pooled base features of every image as float32, from the disk cache when computed before.
 
-    Under a mixed-precision policy the base computes in float16 or bfloat16; the features
-    are cast to float32 and the policy is part of the cache key. ``batch_size`` is per replica.
+    ``layers``: multi-depth features instead (see :func:`feature_extractor`). Under a
+    mixed-precision policy the base computes in float16 or bfloat16; the features are cast
+    to float32 and the policy is part of the cache key. ``batch_size`` is per replica.
     """
-    extractor = feature_extractor(model)
+    extractor = feature_extractor(model, layers)
     # Keyed by content, precision and library versions: an upgrade recomputes, as a teacher's
     # re-run expects, and features computed in bfloat16 never stand in for float32 ones.
-    versions = f"{tf.__version__} {keras.__version__} {model.dtype_policy.name}"
+    versions = f"{tf.__version__} {keras.__version__} {model.dtype_policy.name} {layers}"
     versions = np.frombuffer(versions.encode(), dtype=np.uint8)
     key = fingerprint(versions, *(w.numpy() for w in extractor.weights), data.images)
     path = CACHE_DIR / "features" / f"{model.name}-{model.input_shape[1]}px-{key}.npy"
@@ -75,14 +127,23 @@ def train_head(
     batch_size: int = 32,
     record: TrainingRecord | None = None,
     verbose: int = 0,
+    standardize: bool = False,
+    patience: int | None = None,
 ) -> tuple[keras.Model, TrainingRecord]:
     """Train a new dense head on cached features; returns the head and its record.
 
-    ``batch_size`` is per replica; with several replicas, fewer images than there are
+    ``standardize`` puts a Normalization layer fitted to the training features first (for
+    multi-depth features); ``patience`` stops early on validation loss and keeps the best
+    epoch. ``batch_size`` is per replica; with several replicas, fewer images than there are
     replicas are left out of each pass (see ``ftutils.data.make_dataset``).
     """
     check_labels(val, train.n_classes)
-    head = models.build_head(train_features.shape[1], train.n_classes, dropout)
+    head = models.build_head(
+        train_features.shape[1],
+        train.n_classes,
+        dropout,
+        standardize_with=train_features if standardize else None,
+    )
     compile_classifier(head, "adam", learning_rate)
     record = record if record is not None else TrainingRecord()
     replicas = distribute.replicas(head)
@@ -94,6 +155,7 @@ def train_head(
             validation_data=(val_features[:n_val], val.labels[:n_val]),
             epochs=epochs,
             batch_size=distribute.global_batch(batch_size, head),
+            callbacks=callbacks(patience),
             verbose=verbose,
         )
     record.add("head", history)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from ftutils import backbones, distribute
 
@@ -50,17 +51,28 @@ def base_of(model: keras.Model) -> keras.Model:
 
 
 def build_head(
-    feature_dim: int, n_classes: int, dropout: float = 0.2, like: keras.Model | None = None
+    feature_dim: int,
+    n_classes: int,
+    dropout: float = 0.2,
+    like: keras.Model | None = None,
+    standardize_with: np.ndarray | None = None,
 ) -> keras.Model:
     """The classifier's head alone, trained on cached features (the fast path, §4.4).
 
-    Built under the strategy of ``like`` (the classifier it belongs to) when given, else
-    under ``ftutils.distribute.current()``; its output is float32 under any policy.
+    ``standardize_with`` (the training features) adds a Normalization layer fitted to them,
+    for features whose scales differ, such as multi-depth features. Built under the strategy
+    of ``like`` (the classifier it belongs to) when given, else under
+    ``ftutils.distribute.current()``; its output is float32 under any policy.
     """
     chosen = like.distribute_strategy if like is not None else distribute.current()
     with chosen.scope():
         inputs = keras.Input((feature_dim,), name="features")
-        x = keras.layers.Dropout(dropout, name="dropout")(inputs) if dropout else inputs
+        x = inputs
+        if standardize_with is not None:
+            normalize = keras.layers.Normalization(name="standardize")
+            normalize.adapt(standardize_with)
+            x = normalize(x)
+        x = keras.layers.Dropout(dropout, name="dropout")(x) if dropout else x
         outputs = keras.layers.Dense(
             n_classes, activation="softmax", dtype="float32", name="classifier"
         )(x)
