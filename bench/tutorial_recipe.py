@@ -43,7 +43,7 @@ def train(model: keras.Model, base: keras.Model, train_data, val_data, image_siz
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
-    model.fit(train_ds, validation_data=val_ds, epochs=HEAD_EPOCHS, verbose=0)
+    model.fit(train_ds, validation_data=val_ds, epochs=HEAD_EPOCHS, shuffle=False, verbose=0)
     base.trainable = True
     for layer in base.layers[:FINE_TUNE_AT]:
         layer.trainable = False
@@ -57,5 +57,6 @@ def train(model: keras.Model, base: keras.Model, train_data, val_data, image_siz
         validation_data=val_ds,
         epochs=HEAD_EPOCHS + FINETUNE_EPOCHS,
         initial_epoch=HEAD_EPOCHS,
+        shuffle=False,  # make_dataset reshuffles every epoch
         verbose=0,
     )

@@ -258,7 +258,7 @@ def require_single_device(variables, caller: str) -> None:
 
 
 def describe() -> dict:
-    """Strategy, replicas, devices, precision and determinism, for ``setup()``'s summary."""
+    """Strategy, replicas, precision, determinism and worker, for ``setup()``'s summary."""
     chosen = strategy()
     return {
         "strategy": f"{type(chosen).__name__} ({settings().strategy})",

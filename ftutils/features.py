@@ -34,9 +34,10 @@ def fingerprint(*arrays: np.ndarray) -> str:
 
 
 #: Base layers whose pooled outputs make the multi-depth features (see :func:`feature_extractor`):
-#: the expansion activations of four inverted-residual blocks spread over MobileNetV2's depth,
-#: and its last activation. Measured on the default task (bench/fast_path.py): about +0.05 test
-#: accuracy over the last layer alone.
+#: for MobileNetV2 the expansion activations of four inverted-residual blocks spread over its
+#: depth and its last activation; for MobileNet the outputs of three pointwise convolutions.
+#: Measured on the default task (bench/fast_path.py): about +0.05 test accuracy over
+#: MobileNetV2's last layer alone.
 MULTI_DEPTH_LAYERS = {
     "mobilenet_v2": (
         "block_6_expand_relu",
@@ -45,6 +46,7 @@ MULTI_DEPTH_LAYERS = {
         "block_16_expand_relu",
         "out_relu",
     ),
+    "mobilenet": ("conv_pw_7_relu", "conv_pw_11_relu", "conv_pw_13_relu"),
 }
 
 #: Extractors already built, per classifier and tap layers: building one and tracing its
