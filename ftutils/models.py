@@ -69,7 +69,8 @@ def build_head(
         inputs = keras.Input((feature_dim,), name="features")
         x = inputs
         if standardize_with is not None:
-            normalize = keras.layers.Normalization(name="standardize")
+            # float32 under any policy: bfloat16 would round large features before the subtraction
+            normalize = keras.layers.Normalization(dtype="float32", name="standardize")
             normalize.adapt(standardize_with)
             x = normalize(x)
         x = keras.layers.Dropout(dropout, name="dropout")(x) if dropout else x
