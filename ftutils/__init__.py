@@ -1,7 +1,7 @@
 """Shared helpers for the fine-tuning companion notebooks.
 
 TensorFlow reads its logging settings when it is first imported, so they are set here,
-before any submodule imports it (see GUIDE §6: the oneDNN notice otherwise leaks into
+before any submodule imports it (otherwise TensorFlow's oneDNN notice leaks into
 every notebook).
 """
 

@@ -2,7 +2,8 @@
 
 Images are kept as uint8 arrays in an :class:`ImageData`; :func:`make_dataset` turns one into
 a tf.data pipeline (convert -> resize -> cache -> shuffle -> batch -> prefetch). Random
-augmentation lives in the model (``ftutils.augment``), never before the cache (GUIDE §6).
+augmentation lives in the model (``ftutils.augment``), never before the cache: a cached
+random transform would repeat the same "random" images every epoch.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""pytest plugin for the notebook tests: never compare stderr (GUIDE §5).
+"""pytest plugin for the notebook tests: never compare stderr.
 
 TensorFlow writes C-level logs to stderr under Jupyter but not under pytest, so stderr in
 a committed notebook says nothing about its results.

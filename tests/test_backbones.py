@@ -72,7 +72,7 @@ def test_unfreeze_from_layer_unknown_name():
 
 
 def test_fit_after_unfreeze_changes_convs_but_not_batchnorm_statistics():
-    """The Keras 3 trap (GUIDE §6): BN statistics must survive a fine-tuning step."""
+    """The Keras 3 trap (keras-team/keras 20285): BN statistics survive a fine-tuning step."""
     model = models.build_classifier("mobilenet_v2", 3, 32, weights="imagenet")
     base = models.base_of(model)
     backbones.unfreeze(base, from_layer="block_16_expand")
