@@ -3,7 +3,6 @@
 The article describes AlexNet, VGG and ResNet in words (§4.1-§4.3); these helpers count what
 the models actually contain, so each claim can be checked against the model itself rather
 than against another description. Nested models (a base inside a classifier) are expanded.
-The BatchNormalization helpers measure what fine-tuning does to a ResNet's BN layers (§4.3).
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ import re
 
 import keras
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 from matplotlib.patches import FancyBboxPatch
 
@@ -134,45 +132,6 @@ def residual_stages(model: keras.Model) -> dict[int, int]:
             "the layer names of keras.applications ResNets (ResNet50/101/152)"
         )
     return {stage: len(numbers) for stage, numbers in sorted(blocks.items())}
-
-
-def batchnorm_statistics(model: keras.Model) -> dict[str, np.ndarray]:
-    """A copy of every BatchNormalization layer's moving mean and variance, by layer name."""
-    return {
-        layer.name: np.concatenate([layer.moving_mean.numpy(), layer.moving_variance.numpy()])
-        for layer in leaf_layers(model)
-        if isinstance(layer, keras.layers.BatchNormalization)
-    }
-
-
-def statistics_drift(before: dict[str, np.ndarray], after: dict[str, np.ndarray]) -> float:
-    """Mean over BN layers of ||after - before|| / ||before|| (0.0: nothing moved)."""
-    if before.keys() != after.keys() or not before:
-        raise ValueError("compare the statistics of the same model's BatchNormalization layers")
-    return float(
-        np.mean([np.linalg.norm(after[k] - before[k]) / np.linalg.norm(before[k]) for k in before])
-    )
-
-
-def training_mode_gap(model: keras.Model, images: np.ndarray) -> float:
-    """||f(x, training=True) - f(x, training=False)|| / ||f(x, training=False)||.
-
-    How differently the model computes while it trains (BN normalises with the batch's own
-    statistics) and when it predicts (BN uses its moving statistics): 0.0 when every BN
-    layer is frozen. Pass a model without dropout (e.g. the base), whose training-mode
-    output would otherwise be random. The call in training mode would update trainable BN
-    layers' moving statistics; they are restored.
-    """
-    bns = [
-        layer for layer in leaf_layers(model) if isinstance(layer, keras.layers.BatchNormalization)
-    ]
-    saved = [(bn.moving_mean.numpy(), bn.moving_variance.numpy()) for bn in bns]
-    trained = keras.ops.convert_to_numpy(model(images, training=True))
-    for bn, (mean, variance) in zip(bns, saved, strict=True):
-        bn.moving_mean.assign(mean)
-        bn.moving_variance.assign(variance)
-    inferred = keras.ops.convert_to_numpy(model(images, training=False))
-    return float(np.linalg.norm(trained - inferred) / np.linalg.norm(inferred))
 
 
 def block_layers(model: keras.Model, block: str) -> list[keras.Layer]:

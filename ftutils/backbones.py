@@ -14,7 +14,7 @@ from pathlib import Path
 
 import keras
 
-from ftutils import alexnet
+from ftutils import alexnet, batchnorm
 from ftutils.config import keras_home
 from ftutils.errors import BackboneError, WeightsUnavailableError
 
@@ -149,9 +149,8 @@ def unfreeze(base: keras.Model, top_n: int | None = None, from_layer: str | None
 
     Give ``top_n`` (the last n layers) or ``from_layer`` (that layer and all after it);
     neither unfreezes the whole base. BatchNormalization layers stay ``trainable=False`` so
-    their moving statistics are not overwritten by small fine-tuning batches: in Keras 3,
-    calling the base with ``training=False`` does not protect them once it is trainable
-    (keras-team/keras issue 20285). Returns the number of trainable layers.
+    their moving statistics are not overwritten by small fine-tuning batches
+    (``ftutils.batchnorm.keep_frozen``). Returns the number of trainable layers.
     """
     if top_n is not None and from_layer is not None:
         raise ValueError("give top_n or from_layer, not both")
@@ -169,7 +168,8 @@ def unfreeze(base: keras.Model, top_n: int | None = None, from_layer: str | None
         start = names.index(from_layer)
     base.trainable = True
     for index, layer in enumerate(base.layers):
-        layer.trainable = index >= start and not isinstance(layer, keras.layers.BatchNormalization)
+        layer.trainable = index >= start
+    batchnorm.keep_frozen(base)
     return sum(layer.trainable for layer in base.layers)
 
 

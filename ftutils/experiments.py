@@ -1,14 +1,16 @@
 """Sweeps: run an experiment over a grid of settings, one line per run, cached on disk (§2.2, §4.5).
 
 A result is cached under a key built from the sweep's name, every setting of the run, the
-TensorFlow/Keras/NumPy versions and the replicas and precision it ran with, so an unchanged
-re-run reuses it, while a changed parameter, a library upgrade or another precision runs it
-again.
+run function's code, the TensorFlow/Keras/NumPy versions and the replicas and precision it
+ran with (``ftutils.cache.key``), so an unchanged re-run reuses it, while a changed
+parameter, an edited run function, a library upgrade or another precision runs it again.
+A sweep that trains the same model many times resets it between runs with
+:func:`snapshot` / :func:`restore`.
 """
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import itertools
 import json
 import time
@@ -18,9 +20,8 @@ from pathlib import Path
 import keras
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 
-from ftutils import distribute
+from ftutils import cache
 from ftutils.config import CACHE_DIR
 
 
@@ -30,21 +31,10 @@ def expand_grid(grid: dict[str, list]) -> list[dict]:
     return [dict(zip(keys, values, strict=True)) for values in itertools.product(*grid.values())]
 
 
-def config_key(name: str, config: dict) -> str:
-    """A stable hash of the sweep name, the full configuration, the library versions and
-    where it ran (replicas and precision policy: a bfloat16 or 2-replica result never
-    stands in for a float32 one)."""
-    versions = {
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        "numpy": np.__version__,
-        "replicas": distribute.replicas(),
-        "precision": keras.mixed_precision.global_policy().name,
-    }
-    payload = json.dumps(
-        {"name": name, "config": config, "versions": versions}, sort_keys=True, default=str
-    )
-    return hashlib.sha256(payload.encode()).hexdigest()[:20]
+def config_key(name: str, config: dict, run: Callable | None = None) -> str:
+    """The cache key of one run: the sweep's name, its full configuration, the run
+    function's code and where it ran (``ftutils.cache.key``)."""
+    return cache.key(name, config, run)
 
 
 def _plain(value):
@@ -72,7 +62,7 @@ def run_sweep(
     rows = []
     for i, cell in enumerate(cells, start=1):
         config = {**fixed, **cell}
-        path = folder / f"{config_key(name, config)}.json"
+        path = folder / f"{config_key(name, config, run)}.json"
         cached = path.is_file()
         if cached:
             result = json.loads(path.read_text())["result"]
@@ -95,3 +85,43 @@ def run_sweep(
 def summarize(results: pd.DataFrame, by: list[str], value: str) -> pd.DataFrame:
     """Mean, standard deviation, min, max and count of ``value`` for each group."""
     return results.groupby(by, sort=False)[value].agg(["mean", "std", "min", "max", "count"])
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingState:
+    """Everything one training run changes in a compiled model (see :func:`snapshot`)."""
+
+    variables: list[np.ndarray]  # weights, BatchNormalization statistics, dropout RNG state
+    optimizer: list[np.ndarray]  # step count, moments, learning rate
+
+
+def snapshot(model: keras.Model) -> TrainingState:
+    """Copy a compiled model's variables and optimizer state, to :func:`restore` later (§2.2).
+
+    A sweep that trains the same architecture many times can compile one model once and
+    restore a snapshot before every run, instead of building and compiling a new model:
+    each compile traces the training step again, which for a whole MobileNetV2 costs about
+    25 CPU seconds, more than a small run's training. The optimizer is built here if it is
+    not yet, so its fresh state is part of the snapshot; do not change which layers are
+    trainable between a snapshot and its restore.
+    """
+    if getattr(model, "optimizer", None) is None:
+        raise ValueError("compile the model before taking a snapshot of its training state")
+    if not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    return TrainingState(
+        [v.numpy() for v in model.variables], [v.numpy() for v in model.optimizer.variables]
+    )
+
+
+def restore(model: keras.Model, state: TrainingState) -> None:
+    """Put a :func:`snapshot` back: the next fit continues exactly as from the snapshot."""
+    targets = [*model.variables, *model.optimizer.variables]
+    values = [*state.variables, *state.optimizer]
+    if len(targets) != len(values):
+        raise ValueError(
+            f"the snapshot holds {len(values)} variables, the model {len(targets)}: it was taken "
+            "from another model, or the trainable layers changed since (take a new snapshot)"
+        )
+    for variable, value in zip(targets, values, strict=True):
+        variable.assign(value)

@@ -21,7 +21,8 @@ def build_classifier(
     """Image -> [augmentation] -> preprocessing -> frozen base -> pooling -> dropout -> dense.
 
     Inputs are RGB images with values in [0, 255] (what ``ftutils.data.make_dataset``
-    yields). The base starts frozen; ``base_of(model)`` returns it for ``unfreeze``. The
+    yields). The base starts frozen; ``model.base`` (or ``base_of(model)``, which also
+    finds it in a reloaded model) is the base, for ``ftutils.backbones.unfreeze``. The
     model is built under ``ftutils.distribute.current()``, in the global precision policy;
     its output layer computes in float32 whatever the policy (softmax in float16 or
     bfloat16 rounds probabilities and the loss).
@@ -41,13 +42,30 @@ def build_classifier(
         outputs = keras.layers.Dense(
             n_classes, activation="softmax", dtype="float32", name="classifier"
         )(x)
-        return keras.Model(inputs, outputs, name=f"{backbone}_classifier")
+        model = keras.Model(inputs, outputs, name=f"{backbone}_classifier")
+    model.base = base  # tracked once: the base's weights are not counted twice
+    return model
 
 
 def base_of(model: keras.Model) -> keras.Model:
-    """The pretrained base inside a classifier built by :func:`build_classifier`."""
-    # the last nested model: an augmentation Sequential (also a keras.Model) comes before it
-    return [layer for layer in model.layers if isinstance(layer, keras.Model)][-1]
+    """The pretrained base inside a classifier built by :func:`build_classifier`.
+
+    ``model.base`` when the model was built here; a model reloaded from a ``.keras`` file
+    has lost that attribute, and its base is the nested model that is not the augmentation.
+    """
+    if isinstance(getattr(model, "base", None), keras.Model):
+        return model.base
+    nested = [
+        layer
+        for layer in model.layers
+        if isinstance(layer, keras.Model) and layer.name != "augmentation"
+    ]
+    if len(nested) != 1:
+        raise ValueError(
+            f"{model.name} holds {len(nested)} nested models besides the augmentation; "
+            "base_of expects the one base of a build_classifier model"
+        )
+    return nested[0]
 
 
 def build_head(
@@ -56,6 +74,7 @@ def build_head(
     dropout: float = 0.2,
     like: keras.Model | None = None,
     standardize_with: np.ndarray | None = None,
+    name: str = "head",
 ) -> keras.Model:
     """The classifier's head alone, trained on cached features (the fast path, §4.4).
 
@@ -77,7 +96,7 @@ def build_head(
         outputs = keras.layers.Dense(
             n_classes, activation="softmax", dtype="float32", name="classifier"
         )(x)
-        return keras.Model(inputs, outputs, name="head")
+        return keras.Model(inputs, outputs, name=name)
 
 
 def copy_head(head: keras.Model, model: keras.Model) -> None:

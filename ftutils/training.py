@@ -1,19 +1,19 @@
-"""Compile, fit and the two-phase fine-tune (§3.2-§3.3, §4.4).
+"""Compile, fit, evaluate and record a classifier's training (§3.2-§3.3, §4.4).
 
-Phase 1 trains the new head on a frozen base (feature extraction). Phase 2 unfreezes the
-top of the base, BatchNormalization kept frozen, at a lower learning rate. Both phases
-append to one :class:`TrainingRecord`, so their curves share a time axis.
+Every phase of a training (the head, then the fine-tune: ``ftutils.recipe.fine_tune``)
+appends to one :class:`TrainingRecord`, so their curves share a time axis.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from ftutils import backbones, distribute, models
+from ftutils import distribute
 from ftutils.data import ImageData, check_labels, make_dataset
 
 OPTIMIZERS = {
@@ -31,12 +31,26 @@ class TrainingRecord:
 
     rows: list[dict] = dataclasses.field(default_factory=list)
 
-    def add(self, phase: str, history: keras.callbacks.History) -> None:
+    def add(self, phase: str, history: keras.callbacks.History, validation_freq: int = 1) -> None:
+        """Append a ``fit``'s epochs; with ``validation_freq`` k, validation metrics exist for
+        every k-th epoch only (as Keras validates) and are NaN on the others."""
         metrics = history.history
-        for i in range(len(next(iter(metrics.values()), []))):
-            row = {"epoch": len(self.rows) + 1, "phase": phase}
-            row.update({name: float(values[i]) for name, values in metrics.items()})
-            self.rows.append(row)
+        epochs = len(metrics.get("loss", next(iter(metrics.values()), [])))
+        validated = [i for i in range(epochs) if (i + 1) % validation_freq == 0]
+        for name, values in metrics.items():
+            if len(values) not in (epochs, len(validated)):
+                raise ValueError(
+                    f"{name} has {len(values)} values for {epochs} epochs: pass the fit's "
+                    "validation_freq to TrainingRecord.add"
+                )
+        rows = [{"epoch": len(self.rows) + i + 1, "phase": phase} for i in range(epochs)]
+        for name, values in metrics.items():
+            at = range(epochs) if len(values) == epochs else validated
+            for row in rows:
+                row[name] = np.nan
+            for i, value in zip(at, values, strict=True):
+                rows[i][name] = float(value)
+        self.rows.extend(rows)
 
     def series(self, metric: str) -> np.ndarray:
         return np.array([row.get(metric, np.nan) for row in self.rows])
@@ -96,7 +110,7 @@ def callbacks(patience: int | None = None, checkpoint: str | Path | None = None)
     return result
 
 
-def fit(
+def fit_classifier(
     model: keras.Model,
     train: ImageData,
     val: ImageData,
@@ -137,86 +151,45 @@ def fit(
     return record
 
 
-def two_phase_finetune(
+def predict_labels(
+    model: keras.Model, data: ImageData | np.ndarray, batch_size: int = 64
+) -> np.ndarray:
+    """Predicted class index for every image of ImageData, or every row of an array (such as
+    cached features for a head); ``batch_size`` per replica."""
+    if isinstance(data, ImageData):
+        data = make_dataset(data, model.input_shape[1], distribute.global_batch(batch_size, model))
+        return np.argmax(model.predict(data, verbose=0), axis=-1)
+    batch = distribute.global_batch(batch_size, model)
+    return np.argmax(model.predict(data, batch_size=batch, verbose=0), axis=-1)
+
+
+def accuracy(
     model: keras.Model,
-    train: ImageData,
-    val: ImageData,
-    head_epochs: int = 5,
-    finetune_epochs: int = 5,
-    head_lr: float = 1e-3,
-    finetune_lr: float = 1e-4,
-    unfreeze_top_n: int | None = None,
-    unfreeze_from: str | None = None,
-    optimizer: str = "adam",
-    record: TrainingRecord | None = None,
-    **fit_kwargs,
-) -> TrainingRecord:
-    """Phase 1: head only, base frozen. Phase 2: top of the base unfrozen (BN frozen), lower lr.
-
-    ``unfreeze_top_n`` / ``unfreeze_from`` choose how much of the base phase 2 trains (see
-    ``ftutils.backbones.unfreeze``). Skip phase 1 with ``head_epochs=0`` when the head was
-    already trained on cached features. Extra keyword arguments go to :func:`fit`.
-    """
-    record = record if record is not None else TrainingRecord()
-    base = models.base_of(model)
-    if head_epochs:
-        backbones.freeze(base)
-        compile_classifier(model, optimizer, head_lr)
-        fit(model, train, val, head_epochs, record, "head", **fit_kwargs)
-    if finetune_epochs:
-        backbones.unfreeze(base, top_n=unfreeze_top_n, from_layer=unfreeze_from)
-        compile_classifier(model, optimizer, finetune_lr)  # recompile: trainable flags changed
-        fit(model, train, val, finetune_epochs, record, "fine-tune", **fit_kwargs)
-    return record
+    data: ImageData | np.ndarray,
+    labels: np.ndarray | None = None,
+    batch_size: int = 64,
+) -> float:
+    """Fraction of ``data`` the model classifies correctly: ImageData, or an array and its
+    ``labels`` (e.g. a head on cached features)."""
+    if isinstance(data, ImageData):
+        check_labels(data, model.output_shape[-1])
+        labels = data.labels
+    elif labels is None or len(labels) != len(data):
+        raise ValueError("give one label per row of the array")
+    return float(np.mean(predict_labels(model, data, batch_size) == np.asarray(labels)))
 
 
-def predict_labels(model: keras.Model, data: ImageData, batch_size: int = 64) -> np.ndarray:
-    """Predicted class index for every image (``batch_size`` per replica)."""
-    ds = make_dataset(data, model.input_shape[1], distribute.global_batch(batch_size, model))
-    return np.argmax(model.predict(ds, verbose=0), axis=-1)
+class EpochTimer(keras.callbacks.Callback):
+    """Adds each epoch's wall time to the logs (and so to the history) as ``epoch_seconds``,
+    and keeps them in ``seconds``: the first epoch also traces the graph, so compare later ones."""
 
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self.seconds: list[float] = []
 
-def accuracy(model: keras.Model, data: ImageData, batch_size: int = 64) -> float:
-    """Fraction of ``data`` the model classifies correctly."""
-    check_labels(data, model.output_shape[-1])
-    return float(np.mean(predict_labels(model, data, batch_size) == data.labels))
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.start = time.perf_counter()
 
-
-@dataclasses.dataclass(frozen=True)
-class TrainingState:
-    """Everything one training run changes in a compiled model (see :func:`snapshot`)."""
-
-    variables: list[np.ndarray]  # weights, BatchNormalization statistics, dropout RNG state
-    optimizer: list[np.ndarray]  # step count, moments, learning rate
-
-
-def snapshot(model: keras.Model) -> TrainingState:
-    """Copy a compiled model's variables and optimizer state, to :func:`restore` later (§2.2).
-
-    A sweep that trains the same architecture many times can compile one model once and
-    restore a snapshot before every run, instead of building and compiling a new model:
-    each compile traces the training step again, which for a whole MobileNetV2 costs about
-    25 CPU seconds, more than a small run's training. The optimizer is built here if it is
-    not yet, so its fresh state is part of the snapshot; do not change which layers are
-    trainable between a snapshot and its restore.
-    """
-    if getattr(model, "optimizer", None) is None:
-        raise ValueError("compile the model before taking a snapshot of its training state")
-    if not model.optimizer.built:
-        model.optimizer.build(model.trainable_variables)
-    return TrainingState(
-        [v.numpy() for v in model.variables], [v.numpy() for v in model.optimizer.variables]
-    )
-
-
-def restore(model: keras.Model, state: TrainingState) -> None:
-    """Put a :func:`snapshot` back: the next fit continues exactly as from the snapshot."""
-    targets = [*model.variables, *model.optimizer.variables]
-    values = [*state.variables, *state.optimizer]
-    if len(targets) != len(values):
-        raise ValueError(
-            f"the snapshot holds {len(values)} variables, the model {len(targets)}: it was taken "
-            "from another model, or the trainable layers changed since (take a new snapshot)"
-        )
-    for variable, value in zip(targets, values, strict=True):
-        variable.assign(value)
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.seconds.append(time.perf_counter() - self.start)
+        if logs is not None:
+            logs["epoch_seconds"] = self.seconds[-1]

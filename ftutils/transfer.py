@@ -12,11 +12,11 @@ from pathlib import Path
 
 import keras
 
-from ftutils import backbones, data, models
+from ftutils import backbones, batchnorm, data, models
 from ftutils.config import CACHE_DIR, set_seed
 from ftutils.errors import WeightsUnavailableError
 from ftutils.experiments import config_key
-from ftutils.training import TrainingRecord, compile_classifier, fit
+from ftutils.training import TrainingRecord, compile_classifier, fit_classifier
 
 SOURCE_CLASSES = (0, 1, 2, 3, 4)  # T-shirt/top, Trouser, Pullover, Dress, Coat
 TARGET_CLASSES = (5, 6, 7, 8, 9)  # Sandal, Shirt, Sneaker, Bag, Ankle boot
@@ -33,7 +33,7 @@ def train_from_scratch(
     """Train every layer of a classifier, BatchNormalization included (nothing to protect)."""
     models.base_of(model).trainable = True
     compile_classifier(model, "adam", learning_rate)
-    return fit(model, train, val, epochs, phase="scratch", **fit_kwargs)
+    return fit_classifier(model, train, val, epochs, phase="scratch", **fit_kwargs)
 
 
 def source_pretrained_weights(
@@ -68,39 +68,10 @@ def source_pretrained_weights(
     set_seed(seed)  # the cached weights must not depend on what ran before the call
     model = models.build_classifier(backbone, len(SOURCE_CLASSES), image_size, weights=None)
     train_from_scratch(model, train, val, epochs, learning_rate, seed=seed, verbose=verbose)
-    recalibrate_batchnorm(model, train)
+    batchnorm.recalibrate(model, train)
     path.parent.mkdir(parents=True, exist_ok=True)
     models.base_of(model).save_weights(path)
     return path
-
-
-def recalibrate_batchnorm(model: keras.Model, train: data.ImageData, batch_size: int = 64) -> int:
-    """Set every BatchNormalization's moving statistics to their average over ``train``.
-
-    A short pretraining run leaves them far from the data's statistics: with momentum 0.99
-    they keep 0.99**steps of their initial (0, 1) values, and the model then fails in
-    inference mode (measured: ResNet50, 75 steps, source validation accuracy 0.29 before,
-    0.83 after). Averaging the batch statistics over one pass, weights unchanged, is
-    "precise BN" (Wu & Johnson, "Rethinking 'Batch' in BatchNorm", 2021). Returns the
-    number of BatchNormalization layers updated (frozen ones included).
-    """
-    base = models.base_of(model)
-    bns = [layer for layer in base.layers if isinstance(layer, keras.layers.BatchNormalization)]
-    if not bns:
-        return 0
-    preprocess = model.get_layer("preprocess")
-    saved = [(bn.momentum, bn.trainable) for bn in bns]
-    try:
-        for bn in bns:
-            bn.trainable = True  # a frozen BN runs in inference mode and would not update
-        for i, (images, _) in enumerate(data.make_dataset(train, model.input_shape[1], batch_size)):
-            for bn in bns:
-                bn.momentum = i / (i + 1)  # moving <- running mean of the batch statistics
-            base(preprocess(images), training=True)  # the base itself: see backbones.unfreeze
-    finally:
-        for bn, (momentum, trainable) in zip(bns, saved, strict=True):
-            bn.momentum, bn.trainable = momentum, trainable
-    return len(bns)
 
 
 def pretrained_weights(backbone: str, image_size: int, **source_kwargs) -> tuple[str | Path, str]:

@@ -7,9 +7,9 @@ Without a GPU it prints ``no GPU found: <devices>; nothing to check`` and exits 
 nothing: a CPU run is not evidence that the GPU path works. With one it calls
 ``ftutils.setup()`` (auto strategy, precision and determinism: OneDeviceStrategy or
 MirroredStrategy, ``mixed_float16`` on compute capability >= 7.0, op determinism off), prints
-what was chosen, then runs notebook 01's recipe at GPU-size parameters:
-``features.extract_features`` + ``features.train_head`` + ``models.copy_head``, then
-``training.two_phase_finetune(head_epochs=0, unfreeze_from="block_13_expand")``. It prints
+what was chosen, then runs the two-phase fine-tune at GPU-size parameters:
+``frozen.extract_features`` + ``frozen.train_head`` + ``models.copy_head``, then the base
+unfrozen from ``block_13_expand`` and trained through the whole network. It prints
 images per second for extraction and fine-tuning (end to end, as a reader's run sees them,
 and in steady state after the step is traced), the test accuracy on 2,000 Fashion-MNIST test
 images after each phase, and peak GPU memory. It exits 1 when the fine-tuned accuracy is
@@ -110,7 +110,7 @@ def run_check(args: argparse.Namespace, gpus: list) -> int:
     import tensorflow as tf
 
     import ftutils
-    from ftutils import data, distribute, features, models, training
+    from ftutils import backbones, data, distribute, frozen, models, training
 
     summary = ftutils.setup(seed=0, verbose=False)
     for key in ("strategy", "replicas", "precision", "deterministic", "worker"):
@@ -130,8 +130,8 @@ def run_check(args: argparse.Namespace, gpus: list) -> int:
     print("\n== feature extraction (notebook 01's recipe) ==")
     start = time.perf_counter()
     # No disk cache: the point is to time the pass through the base.
-    train_features = features.extract_features(model, train, batch, use_disk_cache=False)
-    val_features = features.extract_features(model, val, batch, use_disk_cache=False)
+    train_features = frozen.extract_features(model, train, batch, use_disk_cache=False)
+    val_features = frozen.extract_features(model, val, batch, use_disk_cache=False)
     seconds = time.perf_counter() - start
     n = len(train) + len(val)
     print(
@@ -139,28 +139,21 @@ def run_check(args: argparse.Namespace, gpus: list) -> int:
         "(end to end: includes building and tracing the extractor, twice)"
     )
     start = time.perf_counter()
-    head, record = features.train_head(
-        train_features, train, val_features, val, epochs=args.head_epochs, batch_size=batch
-    )
+    head, record = frozen.train_head(
+        train_features, train.labels, val_features, val.labels, train.n_classes,
+        epochs=args.head_epochs, batch_size=batch,
+    )  # fmt: skip
     models.copy_head(head, model)
     print(f"train_head: {args.head_epochs} epochs in {time.perf_counter() - start:.1f} s")
     extraction_accuracy = training.accuracy(model, test, batch)
     print(f"test accuracy, frozen base + head: {extraction_accuracy:.3f}")
 
-    call = f'two_phase_finetune(head_epochs=0, unfreeze_from="{UNFREEZE_FROM}")'
-    print(f"\n== fine-tuning: {call} ==")
+    print(f"\n== fine-tuning from {UNFREEZE_FROM}, through the whole network ==")
     start = time.perf_counter()
-    record = training.two_phase_finetune(
-        model,
-        train,
-        val,
-        head_epochs=0,
-        finetune_epochs=args.finetune_epochs,
-        finetune_lr=1e-4,
-        unfreeze_from=UNFREEZE_FROM,
-        record=record,
-        batch_size=batch,
-        verbose=0,
+    backbones.unfreeze(models.base_of(model), from_layer=UNFREEZE_FROM)
+    training.compile_classifier(model, "adam", 1e-4)
+    record = training.fit_classifier(
+        model, train, val, args.finetune_epochs, record, "fine-tune", batch_size=batch, verbose=0
     )
     seconds = time.perf_counter() - start
     n = len(train) * args.finetune_epochs

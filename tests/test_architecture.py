@@ -2,7 +2,6 @@
 
 import keras
 import matplotlib
-import numpy as np
 import pytest
 
 from ftutils import architecture, models
@@ -74,19 +73,3 @@ def test_nested_base_is_expanded():
     assert counts["conv"] == 52 and counts["dense"] == 1 and counts["dropout"] == 1
     with pytest.raises(ValueError, match="no layers named conv<stage>_block"):
         architecture.residual_stages(model)
-
-
-def test_batchnorm_drift_and_training_mode_gap():
-    inputs = keras.Input((4, 4, 2))
-    outputs = keras.layers.BatchNormalization()(keras.layers.Conv2D(3, 1)(inputs))
-    model = keras.Model(inputs, outputs)
-    images = np.random.default_rng(0).normal(5, 2, (8, 4, 4, 2)).astype("float32")
-    before = architecture.batchnorm_statistics(model)
-    assert architecture.training_mode_gap(model, images) > 0.1  # batch vs moving statistics
-    assert architecture.statistics_drift(before, architecture.batchnorm_statistics(model)) == 0
-    model.layers[-1].trainable = False  # a frozen BN always uses its moving statistics
-    assert architecture.training_mode_gap(model, images) == 0.0
-    model.layers[-1].moving_mean.assign(np.ones(3))
-    assert architecture.statistics_drift(before, architecture.batchnorm_statistics(model)) > 0
-    with pytest.raises(ValueError, match="same model"):
-        architecture.statistics_drift(before, {})

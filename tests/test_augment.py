@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from ftutils import augment, features, models
+from ftutils import augment, frozen, models
 from ftutils.data import ImageData, make_dataset
 
 ALL = dict(crop=0.3, brightness=0.2, seed=1)
@@ -83,8 +83,8 @@ def test_cached_feature_validation_equals_evaluating_through_the_base():
         "mobilenet_025", 3, 32, weights=None, augmentation=augment.augmentation(**ALL)
     )
     model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    callback = features.CachedFeatureValidation(
-        features.extract_features(model, val, 8, False), val
+    callback = frozen.CachedFeatureValidation(
+        frozen.extract_features(model, val, 8, False), val.labels
     )
     callback.set_model(model)
     logs = {}

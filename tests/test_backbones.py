@@ -85,7 +85,7 @@ def test_fit_after_unfreeze_changes_convs_but_not_batchnorm_statistics():
         rng.integers(0, 255, (24, 32, 32, 3), dtype=np.uint8), np.arange(24) % 3, ("a", "b", "c")
     )
     training.compile_classifier(model, "adam", 1e-3)
-    training.fit(model, toy, toy, epochs=1, verbose=0)
+    training.fit_classifier(model, toy, toy, epochs=1, verbose=0)
     for bn, mean, variance in zip(bns, means, variances, strict=True):
         np.testing.assert_array_equal(bn.moving_mean.numpy(), mean)
         np.testing.assert_array_equal(bn.moving_variance.numpy(), variance)

@@ -40,7 +40,7 @@ MIRRORED = """
     import ftutils
     ftutils.setup(strategy="mirrored:2", precision="float32", verbose=False)
     import tensorflow as tf
-    from ftutils import backbones, config, data, distribute, features, models, partial, training
+    from ftutils import backbones, config, data, distribute, frozen, models, training
     from ftutils.scratch.optimizers import gradient_descent
 
     rng = np.random.default_rng(0)
@@ -68,16 +68,16 @@ MIRRORED = """
     # a model derived from a mirrored classifier compiles and trains under its strategy
     model = models.build_classifier("mobilenet_v2", 4, 32)
     backbones.unfreeze(models.base_of(model), from_layer="block_16_expand")
-    split = partial.split_classifier(model, "block_16_expand")
+    split = frozen.cut(model, "block_16_expand")
     training.compile_classifier(split.upper, "adam", 1e-3)
-    acts = partial.activations(split.lower, toy)
-    partial.fit_steps(split.upper, acts, toy.labels, steps=2)
+    acts = frozen.activations(split.lower, toy)
+    frozen.fit_steps(split.upper, acts, toy.labels, steps=2)
     print("upper", type(split.upper.distribute_strategy).__name__,
           int(split.upper.optimizer.iterations.numpy()))
     head = models.build_head(1280, 4)
     training.compile_classifier(head)
     print("head", type(head.distribute_strategy).__name__)
-    print("extractor", type(features.feature_extractor(model).distribute_strategy).__name__)
+    print("extractor", type(frozen.cut(model).lower.distribute_strategy).__name__)
     try:  # the article's from-scratch loop has no replicas to synchronise
         gradient_descent(lambda x, y: head(x)[0, 0], head.trainable_variables,
                          tf.keras.optimizers.SGD(0.1), np.zeros((2, 1280), "float32"),
@@ -86,7 +86,7 @@ MIRRORED = """
         print("scratch refused", "outside" in str(exc))
     training.compile_classifier(model)
     odd = toy.take(np.arange(25))  # a last batch that does not split evenly over 2 replicas
-    training.fit(model, odd, odd, epochs=1, batch_size=8, verbose=2)
+    training.fit_classifier(model, odd, odd, epochs=1, batch_size=8, verbose=2)
     print("odd batch trained")
 """
 
@@ -112,7 +112,7 @@ MIXED = """
     import numpy as np
     import ftutils
     ftutils.setup(precision="mixed_bfloat16", verbose=False)
-    from ftutils import config, data, features, models, partial
+    from ftutils import config, data, frozen, models
 
     rng = np.random.default_rng(0)
     toy = data.ImageData(rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8),
@@ -120,15 +120,15 @@ MIXED = """
     model = models.build_classifier("mobilenet_v2", 4, 32)
     print("policy", model.get_layer("pool").compute_dtype)
     print("output", model(toy.images.astype("float32")).dtype.name)
-    print("features", features.extract_features(model, toy).dtype)
-    split = partial.split_classifier(model, "block_16_expand")
-    print("activations", partial.activations(split.lower, toy).dtype)
+    print("features", frozen.extract_features(model, toy).dtype)
+    split = frozen.cut(model, "block_16_expand")
+    print("activations", frozen.activations(split.lower, toy).dtype)
     print("head", models.build_head(1280, 4)(np.zeros((1, 1280), "float32")).dtype.name)
-    print("upper", split.upper(partial.activations(split.lower, toy)).dtype.name)
+    print("upper", split.upper(frozen.activations(split.lower, toy)).dtype.name)
     ftutils.setup(precision="float32", verbose=False)  # the same images in float32
     model32 = models.build_classifier("mobilenet_v2", 4, 32)
-    features.extract_features(model32, toy)
-    print("cached", len(list((config.CACHE_DIR / "features").glob("*.npy"))))
+    frozen.extract_features(model32, toy)
+    print("cached", len(list((config.CACHE_DIR / "activations").glob("feature_extractor-*.npy"))))
 """
 
 
@@ -200,7 +200,7 @@ def test_an_op_without_a_deterministic_kernel_names_the_switch():
     training.compile_classifier(model, "sgd", 0.1)
     toy = data.ImageData(np.zeros((4, 4, 4, 3), np.uint8), np.arange(4) % 2, ("a", "b"))
     with pytest.raises(ftutils.DistributionError, match="FTUTILS_DETERMINISTIC=0"):
-        training.fit(model, toy, toy, epochs=1, verbose=0)
+        training.fit_classifier(model, toy, toy, epochs=1, verbose=0)
 
 
 def test_determinism_can_be_switched_off_and_on():

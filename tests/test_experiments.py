@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ftutils import experiments
+from ftutils import cache, experiments
 
 
 class Counter:
@@ -44,7 +44,7 @@ def test_config_key_changes_with_any_value_the_name_or_the_library_version(monke
     assert experiments.config_key("sweep", {**config, "seed": 1}) != key
     assert experiments.config_key("sweep", {**config, "epochs": 3}) != key
     assert experiments.config_key("other sweep", config) != key
-    monkeypatch.setattr(experiments.tf, "__version__", "9.99.0")
+    monkeypatch.setattr(cache.tf, "__version__", "9.99.0")
     assert experiments.config_key("sweep", config) != key
 
 
@@ -90,7 +90,7 @@ def test_the_cache_file_records_the_configuration_and_the_result(tmp_path):
     stored = json.loads(path.read_text())
     assert stored["config"] == {"per_class": 5}
     assert stored["result"]["accuracy"] == pytest.approx(0.505)
-    assert path.stem == experiments.config_key("s", {"per_class": 5})
+    assert path.stem == experiments.config_key("s", {"per_class": 5}, Counter())
 
 
 def test_numpy_scalar_results_come_back_from_the_cache_as_numbers(tmp_path):

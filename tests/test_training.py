@@ -1,9 +1,11 @@
-"""Training helpers: records, determinism, label checks, two-phase fine-tune, cached features."""
+"""Training helpers: records, determinism, label checks, the two-phase fine-tune (§4.4)."""
 
+import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
-from ftutils import config, data, features, models, training
+from ftutils import config, data, frozen, models, recipe, training
 from ftutils.errors import DataError
 
 
@@ -19,7 +21,7 @@ def _train_once(seed):
     config.set_seed(seed)
     model = models.build_classifier("mobilenet_v2", 3, 32, weights=None, dropout=0.5)
     training.compile_classifier(model, "adam", 1e-2)
-    training.fit(model, _toy(), _toy(seed=1), epochs=2, seed=seed, verbose=0)
+    training.fit_classifier(model, _toy(), _toy(seed=1), epochs=2, seed=seed, verbose=0)
     return model.get_layer("classifier").kernel.numpy()
 
 
@@ -33,18 +35,66 @@ def test_fit_rejects_data_with_other_classes():
     model = models.build_classifier("mobilenet_v2", 10, 32, weights=None)
     training.compile_classifier(model)
     with pytest.raises(DataError, match="predicts 10 classes but the data has 3"):
-        training.fit(model, _toy(), _toy(), epochs=1, verbose=0)
+        training.fit_classifier(model, _toy(), _toy(), epochs=1, verbose=0)
 
 
-def test_two_phase_finetune_records_both_phases_in_order():
+def test_fine_tune_records_both_phases_in_order_on_image_data():
     model = models.build_classifier("mobilenet_v2", 3, 32, weights=None)
-    record = training.two_phase_finetune(
-        model, _toy(), _toy(seed=1), head_epochs=2, finetune_epochs=1, unfreeze_top_n=5, verbose=0
-    )
+    record = recipe.fine_tune(
+        model, _toy(), _toy(seed=1), head_epochs=2, finetune_epochs=1, unfreeze_top_n=5,
+        patience=None,
+    )  # fmt: skip
     assert [row["phase"] for row in record.rows] == ["head", "head", "fine-tune"]
     assert record.phases() == [("head", 1, 2), ("fine-tune", 3, 3)]
     assert len(record.series("val_accuracy")) == 3
     assert models.base_of(model).trainable_weights  # phase 2 left the top unfrozen
+    assert not any(bn.trainable for bn in models.base_of(model).layers if "BN" in bn.name)
+
+
+def _as_dataset(d, shuffle):
+    ds = tf.data.Dataset.from_tensor_slices((d.images.astype("float32"), d.labels))
+    return (ds.shuffle(len(d), seed=0) if shuffle else ds).batch(8)
+
+
+def test_fine_tune_takes_a_tf_data_dataset_and_trains_the_model_itself(tmp_path, monkeypatch):
+    monkeypatch.setattr(frozen, "CACHE_DIR", tmp_path)
+    model = models.build_classifier("mobilenet_v2", 3, 32, weights="imagenet")
+    train, val = _toy(), _toy(seed=1)
+    kernel = model.get_layer("classifier").kernel.numpy()
+    conv = models.base_of(model).get_layer("Conv_1").kernel.numpy()
+    record = recipe.fine_tune(
+        model, _as_dataset(train, shuffle=True), _as_dataset(val, shuffle=False),
+        head_epochs=10, finetune_epochs=2, head_lr=0.01, unfreeze_from="block_16_expand",
+        patience=None,
+    )  # fmt: skip
+    assert record.phases() == [("head", 1, 10), ("fine-tune", 11, 12)]
+    assert np.abs(model.get_layer("classifier").kernel.numpy() - kernel).max() > 1e-4
+    assert np.abs(models.base_of(model).get_layer("Conv_1").kernel.numpy() - conv).max() > 0
+    # features computed once from a reshuffling dataset stay paired with their own labels
+    shuffled, labels = recipe._activations(frozen.cut(model).lower, _as_dataset(train, True))
+    in_order = frozen.extract_features(model, train)
+    rows = [int(np.argmin(np.abs(in_order - row).sum(axis=1))) for row in shuffled]
+    assert sorted(rows) == list(range(len(train)))
+    np.testing.assert_array_equal(labels, train.labels[rows])
+
+
+def test_record_with_validation_every_other_epoch():
+    history = keras.callbacks.History()
+    history.history = {"loss": [3.0, 2.0, 1.0, 0.5], "val_loss": [2.5, 0.7]}
+    record = training.TrainingRecord()
+    record.add("head", history, validation_freq=2)
+    np.testing.assert_array_equal(record.series("val_loss"), [np.nan, 2.5, np.nan, 0.7])
+    with pytest.raises(ValueError, match="validation_freq"):
+        record.add("head", history)
+
+
+def test_epoch_timer_adds_epoch_seconds():
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    timer = training.EpochTimer()
+    history = model.fit(np.ones((4, 2)), np.zeros(4), epochs=3, callbacks=[timer], verbose=0)
+    assert len(timer.seconds) == 3 and all(s > 0 for s in timer.seconds)
+    assert history.history["epoch_seconds"] == timer.seconds
 
 
 def test_unknown_optimizer():
@@ -53,26 +103,25 @@ def test_unknown_optimizer():
 
 
 def test_cached_features_match_the_model_and_are_reused(tmp_path, monkeypatch):
-    monkeypatch.setattr(features, "CACHE_DIR", tmp_path)
+    monkeypatch.setattr(frozen, "CACHE_DIR", tmp_path)
     model = models.build_classifier("mobilenet_v2", 3, 32, weights="imagenet")
     toy = _toy()
-    first = features.extract_features(model, toy)
+    first = frozen.extract_features(model, toy)
     assert first.shape == (len(toy), 1280)
-    assert len(list(tmp_path.glob("features/*.npy"))) == 1
-    direct = features.feature_extractor(model).predict(data.make_dataset(toy, 32), verbose=0)
+    assert len(list(tmp_path.glob("activations/*.npy"))) == 1
+    direct = frozen.cut(model).lower.predict(data.make_dataset(toy, 32), verbose=0)
     np.testing.assert_allclose(first, direct, rtol=1e-5, atol=1e-6)
-    np.testing.assert_array_equal(features.extract_features(model, toy), first)
+    np.testing.assert_array_equal(frozen.extract_features(model, toy), first)
 
 
-def test_head_trained_on_features_transfers_to_the_full_model(tmp_path, monkeypatch):
-    monkeypatch.setattr(features, "CACHE_DIR", tmp_path)
+def test_a_separate_head_trained_on_features_transfers_to_the_full_model(tmp_path, monkeypatch):
+    monkeypatch.setattr(frozen, "CACHE_DIR", tmp_path)
     model = models.build_classifier("mobilenet_v2", 3, 32, weights="imagenet")
     train, val = _toy(), _toy(seed=1)
-    head, record = features.train_head(
-        features.extract_features(model, train), train,
-        features.extract_features(model, val), val, epochs=5,
-    )  # fmt: skip
+    x_train, x_val = (frozen.extract_features(model, d) for d in (train, val))
+    head, record = frozen.train_head(x_train, train.labels, x_val, val.labels, 3, epochs=5)
     assert len(record.rows) == 5
     models.copy_head(head, model)
-    via_head = np.argmax(head.predict(features.extract_features(model, val), verbose=0), axis=1)
-    np.testing.assert_array_equal(training.predict_labels(model, val), via_head)
+    np.testing.assert_array_equal(
+        training.predict_labels(model, val), training.predict_labels(head, x_val)
+    )

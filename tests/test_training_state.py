@@ -1,10 +1,10 @@
-"""Snapshot and restore of a compiled model's training state (used by the §2.2 sweep)."""
+"""experiments.snapshot / restore: a compiled model's training state (used by the §2.2 sweep)."""
 
 import keras
 import numpy as np
 import pytest
 
-from ftutils import config, training
+from ftutils import config, experiments, training
 
 
 def _model():
@@ -37,13 +37,13 @@ def _fit(model, seed):
 
 def test_restore_makes_a_rerun_identical_to_the_first_run_without_recompiling():
     model = _model()
-    start = training.snapshot(model)
+    start = experiments.snapshot(model)
     first = _fit(model, seed=1)
     train_function = model.train_function
     assert int(model.optimizer.iterations.numpy()) == 8
     assert not np.array_equal(first[0], start.variables[0])
 
-    training.restore(model, start)
+    experiments.restore(model, start)
     assert int(model.optimizer.iterations.numpy()) == 0
     np.testing.assert_array_equal(model.weights[0].numpy(), start.variables[0])
     second = _fit(model, seed=1)
@@ -54,11 +54,11 @@ def test_restore_makes_a_rerun_identical_to_the_first_run_without_recompiling():
 
 def test_snapshot_covers_optimizer_moments_and_batchnorm_statistics():
     model = _model()
-    start = training.snapshot(model)
+    start = experiments.snapshot(model)
     _fit(model, seed=0)
     moving_mean = model.layers[1].moving_mean
     assert not np.array_equal(moving_mean.numpy(), np.zeros(8))
-    training.restore(model, start)
+    experiments.restore(model, start)
     np.testing.assert_array_equal(moving_mean.numpy(), np.zeros(8))
     moments = [v.numpy() for v in model.optimizer.variables if "momentum" in v.path]
     assert moments and all(not m.any() for m in moments)
@@ -66,10 +66,10 @@ def test_snapshot_covers_optimizer_moments_and_batchnorm_statistics():
 
 def test_snapshot_needs_a_compiled_model_and_restore_a_matching_one():
     with pytest.raises(ValueError, match="compile the model"):
-        training.snapshot(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]))
-    state = training.snapshot(_model())
+        experiments.snapshot(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]))
+    state = experiments.snapshot(_model())
     other = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
     training.compile_classifier(other)
-    training.snapshot(other)
+    experiments.snapshot(other)
     with pytest.raises(ValueError, match="taken from another model"):
-        training.restore(other, state)
+        experiments.restore(other, state)

@@ -1,10 +1,10 @@
-"""ftutils.transfer.recalibrate_batchnorm: BN statistics after a short pretraining (§4.3)."""
+"""ftutils.batchnorm: recalibration after a short pretraining, and measuring BN (§4.3)."""
 
 import keras
 import numpy as np
 import pytest
 
-from ftutils import data, models, transfer
+from ftutils import batchnorm, data, models
 
 pytestmark = pytest.mark.usefixtures("float32_policy")  # identities in float32
 
@@ -28,11 +28,27 @@ def test_moving_statistics_become_the_average_of_batch_statistics():
         np.mean(first_conv(probe(x)).numpy(), axis=(0, 1, 2))
         for x, _ in data.make_dataset(train, 32, 16)
     ]
-    assert transfer.recalibrate_batchnorm(model, train, batch_size=16) == 52
+    assert batchnorm.recalibrate(model, train, batch_size=16) == 52
     np.testing.assert_allclose(bn.moving_mean.numpy(), np.mean(batch_means, axis=0), atol=1e-4)
     assert bn.momentum == momentum and bn.trainable is False  # restored
 
 
 def test_models_without_batchnorm_are_left_alone():
     model = models.build_classifier("vgg16", 2, 32, weights=None)
-    assert transfer.recalibrate_batchnorm(model, _images()) == 0
+    assert batchnorm.recalibrate(model, _images()) == 0
+
+
+def test_batchnorm_drift_and_training_mode_gap():
+    inputs = keras.Input((4, 4, 2))
+    outputs = keras.layers.BatchNormalization()(keras.layers.Conv2D(3, 1)(inputs))
+    model = keras.Model(inputs, outputs)
+    images = np.random.default_rng(0).normal(5, 2, (8, 4, 4, 2)).astype("float32")
+    before = batchnorm.statistics(model)
+    assert batchnorm.training_mode_gap(model, images) > 0.1  # batch vs moving statistics
+    assert batchnorm.drift(before, batchnorm.statistics(model)) == 0
+    model.layers[-1].trainable = False  # a frozen BN always uses its moving statistics
+    assert batchnorm.training_mode_gap(model, images) == 0.0
+    model.layers[-1].moving_mean.assign(np.ones(3))
+    assert batchnorm.drift(before, batchnorm.statistics(model)) > 0
+    with pytest.raises(ValueError, match="same model"):
+        batchnorm.drift(before, {})

@@ -1,0 +1,169 @@
+"""The fine-tuning workflow of §4.4 as two calls a reader can lift into their own code.
+
+:func:`fine_tune` is the article's two steps on one classifier: train the new head with the
+base frozen, then unfreeze the top of the base (BatchNormalization kept frozen) at a lower
+learning rate. Whatever stays frozen is computed once (``ftutils.frozen``) when nothing is
+augmented. :func:`feature_ensemble` is the book's default recipe for a small labelled set:
+features from several depths of two frozen bases, several heads averaged, as one Keras model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from ftutils import backbones, config, frozen, models
+from ftutils.data import ImageData
+from ftutils.training import TrainingRecord, callbacks, compile_classifier, fit_classifier
+
+Data = ImageData | tf.data.Dataset
+
+
+def fine_tune(
+    model: keras.Model,
+    train: Data,
+    val: Data,
+    head_epochs: int = 20,
+    finetune_epochs: int = 10,
+    head_lr: float = 1e-3,
+    finetune_lr: float = 1e-4,
+    unfreeze_from: str | None = None,
+    unfreeze_top_n: int | None = None,
+    optimizer: str = "adam",
+    patience: int | None = 3,
+    batch_size: int = 32,
+    record: TrainingRecord | None = None,
+    verbose: int = 0,
+) -> TrainingRecord:
+    """Train a :func:`ftutils.models.build_classifier` model in the two phases of §4.4.
+
+    ``train`` and ``val``: ImageData, or ``tf.data.Dataset`` of ``(images, labels)`` batches
+    with images in [0, 255] at the model's input size (batch them per the global batch when
+    training on several replicas). Phase 1 ("head", ``head_epochs``, ``head_lr``) trains the
+    head with the base frozen: on features computed once when the model does not augment its
+    inputs, else through the base. Phase 2 ("fine-tune", ``finetune_epochs``,
+    ``finetune_lr``) unfreezes the base from layer ``unfreeze_from`` (or its last
+    ``unfreeze_top_n`` layers, or all of it when neither is given) with BatchNormalization
+    frozen; from ImageData without augmentation and with ``unfreeze_from``, it trains on the
+    activations below that layer, computed once. Both phases stop early on validation loss
+    after ``patience`` epochs without improvement and keep their best epoch; both append to
+    one record. Skip a phase with 0 epochs.
+    """
+    record = record if record is not None else TrainingRecord()
+    base = models.base_of(model)
+    cached = not frozen.augments(model)
+    fit_kwargs = {"patience": patience, "batch_size": batch_size, "verbose": verbose}
+    if head_epochs:
+        backbones.freeze(base)
+        _train_part(model, "pool", train, val, head_epochs, head_lr, optimizer, record, "head",
+                    cached, fit_kwargs)  # fmt: skip
+    if finetune_epochs:
+        backbones.unfreeze(base, top_n=unfreeze_top_n, from_layer=unfreeze_from)
+        cut_at = unfreeze_from if isinstance(train, ImageData) and unfreeze_top_n is None else None
+        _train_part(model, cut_at, train, val, finetune_epochs, finetune_lr, optimizer, record,
+                    "fine-tune", cached and cut_at is not None, fit_kwargs)  # fmt: skip
+    return record
+
+
+def _train_part(model, at, train, val, epochs, learning_rate, optimizer, record, phase, cached,
+                fit_kwargs) -> None:  # fmt: skip
+    """Train above the cut ``at`` on activations computed once, or the whole model on images."""
+    if cached:
+        part = frozen.cut(model, at)
+        (x, y), (x_val, y_val) = (_activations(part.lower, d) for d in (train, val))
+        compile_classifier(part.upper, optimizer, learning_rate)
+        frozen.fit_arrays(part.upper, x, y, (x_val, y_val), epochs, record=record, phase=phase,
+                          **fit_kwargs)  # fmt: skip
+        return
+    compile_classifier(model, optimizer, learning_rate)  # recompile: trainable flags changed
+    if isinstance(train, ImageData):
+        fit_classifier(model, train, val, epochs, record, phase, **fit_kwargs)
+        return
+    history = model.fit(
+        train,
+        validation_data=val,
+        epochs=epochs,
+        shuffle=False,  # a Dataset shuffles itself, or not
+        callbacks=callbacks(fit_kwargs["patience"]),
+        verbose=fit_kwargs["verbose"],
+    )
+    record.add(phase, history)
+
+
+def _activations(lower: keras.Model, data: Data) -> tuple[np.ndarray, np.ndarray]:
+    """The lower part's output for every example and the labels, in the same order."""
+    if isinstance(data, ImageData):
+        return frozen.activations(lower, data), data.labels
+    outputs, labels = [], []
+    for images, batch_labels in data:  # one pass: a reshuffling dataset keeps pairs together
+        outputs.append(np.asarray(lower.predict_on_batch(images), dtype="float32"))
+        labels.append(np.asarray(batch_labels))
+    return np.concatenate(outputs), np.concatenate(labels)
+
+
+#: The default recipe's settings (``bench/fast_path.py`` measures them on the default task).
+ENSEMBLE_BACKBONES = ("mobilenet_v2", "mobilenet")
+ENSEMBLE_IMAGE_SIZE = 128
+ENSEMBLE_HEADS = 5
+
+
+def feature_ensemble(
+    train: ImageData,
+    val: ImageData,
+    backbone_names: Sequence[str] = ENSEMBLE_BACKBONES,
+    image_size: int = ENSEMBLE_IMAGE_SIZE,
+    heads: int = ENSEMBLE_HEADS,
+    epochs: int = 300,
+    patience: int = 15,
+    seed: int = 0,
+) -> tuple[keras.Model, TrainingRecord]:
+    """Feature extraction pushed as far as a small labelled set allows (§2.2, §4.4-§4.5).
+
+    Each frozen base gives its multi-depth features (``frozen.MULTI_DEPTH_LAYERS``); they
+    are concatenated and standardized, and ``heads`` dense heads, each from its own random
+    start and stopped early on the validation loss, are averaged. Returns one Keras model,
+    image -> class probabilities, and the record of every head's training (phases
+    ``head 1``, ``head 2``, ...).
+    """
+    extractors = []
+    for name in backbone_names:
+        if name not in frozen.MULTI_DEPTH_LAYERS:
+            raise ValueError(
+                f"no multi-depth layers listed for {name!r}; choose from "
+                f"{', '.join(frozen.MULTI_DEPTH_LAYERS)}"
+            )
+        classifier = models.build_classifier(name, train.n_classes, image_size, dropout=0)
+        extractors.append(frozen.multi_depth(classifier, frozen.MULTI_DEPTH_LAYERS[name]))
+    x_train, x_val = (
+        np.concatenate([frozen.activations(e, d) for e in extractors], axis=1) for d in (train, val)
+    )
+    record = TrainingRecord()
+    trained = []
+    for k in range(heads):
+        config.set_seed(seed * 1000 + k)  # a different start for each head
+        head, record = frozen.train_head(
+            x_train, train.labels, x_val, val.labels, train.n_classes, epochs=epochs,
+            standardize=True, patience=patience, record=record, phase=f"head {k + 1}",
+            name=f"head_{k + 1}",
+        )  # fmt: skip
+        trained.append(head)
+    return _ensemble_model(extractors, trained, image_size), record
+
+
+def _ensemble_model(extractors, heads, image_size: int) -> keras.Model:
+    """Image -> every extractor's features, concatenated -> every head -> their average."""
+    image = keras.Input((image_size, image_size, 3), name="image")
+    features = [extractor(image) for extractor in extractors]
+    if len(features) > 1:
+        features = keras.layers.Concatenate(dtype="float32", name="features")(features)
+    else:
+        features = features[0]
+    outputs = [head(features) for head in heads]
+    if len(outputs) > 1:
+        outputs = keras.layers.Average(dtype="float32", name="average")(outputs)
+    else:
+        outputs = outputs[0]
+    return keras.Model(image, outputs, name="feature_ensemble")

@@ -1,0 +1,46 @@
+"""ftutils.cache.key: one key for every cache, changed by anything a result depends on."""
+
+import numpy as np
+import pytest
+
+from ftutils import cache
+from ftutils.data import ImageData
+
+
+def _data(pixel=0):
+    images = np.full((2, 4, 4), pixel, dtype="uint8")
+    return ImageData(images, np.array([0, 1]), ("a", "b"))
+
+
+def test_numbers_are_numbers_and_dict_order_does_not_matter():
+    assert cache.key({"seed": np.int64(1), "lr": 0.1}) == cache.key({"lr": 0.1, "seed": 1})
+    assert cache.key({"seed": 1}) != cache.key({"seed": 2})
+    assert cache.key([1, 2]) != cache.key([2, 1])
+
+
+def test_image_data_is_keyed_by_its_content_not_its_description():
+    same_description = _data(pixel=1)
+    assert repr(same_description) == repr(_data())
+    assert cache.key(_data()) == cache.key(_data())
+    assert cache.key(same_description) != cache.key(_data())
+
+
+def test_an_edited_function_gets_another_key():
+    def run(seed):
+        return {"accuracy": 0.5}
+
+    def edited_run(seed):
+        return {"accuracy": 0.6}
+
+    assert cache.key("sweep", run) != cache.key("sweep", edited_run)
+
+
+def test_arrays_of_another_dtype_or_shape_get_another_key():
+    a = np.zeros(4, "float32")
+    assert cache.key(a) != cache.key(a.astype("float64"))
+    assert cache.key(a) != cache.key(a.reshape(2, 2))
+
+
+def test_a_value_without_a_stable_key_is_refused():
+    with pytest.raises(TypeError, match="cannot key a cache on a set"):
+        cache.key({1, 2})
