@@ -13,7 +13,9 @@ import dataclasses
 import hashlib
 import inspect
 import json
+import os
 from collections.abc import Callable
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -38,13 +40,29 @@ def key(*parts) -> str:
 
     Parts may be numbers, strings, None, lists, tuples, dicts (key order ignored), NumPy
     arrays (hashed by shape, dtype and bytes) and scalars (as numbers), dataclasses such as
-    ``ImageData`` (by their fields), Keras variables (by value) and functions (by source
-    code). Anything else is refused rather than keyed by a ``repr`` that may hide a change.
+    ``ImageData`` (by their fields), Keras variables (by value) and functions (by their own
+    source code, not that of the functions they call). Anything else is refused rather
+    than keyed by a ``repr`` that may hide a change.
     """
     digest = hashlib.sha256()
     for part in (*parts, environment()):
         _update(digest, part)
     return digest.hexdigest()[:20]
+
+
+def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
+    """Call ``write(temporary_path)``, then move the file to ``path`` in one step.
+
+    A reader (another notebook running at the same time, or a later run after an
+    interrupted one) sees the whole file or none: never a half-written one.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".tmp-{os.getpid()}-{path.name}")  # same suffixes as path
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def _update(digest, value) -> None:

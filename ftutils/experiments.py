@@ -69,8 +69,8 @@ def run_sweep(
         else:
             start = time.perf_counter()
             result = {**run(**config), "seconds": time.perf_counter() - start}
-            folder.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps({"config": config, "result": result}, default=_plain))
+            text = json.dumps({"config": config, "result": result}, default=_plain)
+            cache.write_atomically(path, lambda temporary, text=text: temporary.write_text(text))
         rows.append({**cell, **result, "cached": cached})
         if verbose:
             settings = " ".join(f"{k}={v}" for k, v in cell.items())

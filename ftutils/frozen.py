@@ -206,8 +206,7 @@ def activations(
     ds = make_dataset(data, lower.input_shape[1], distribute.global_batch(batch_size, lower))
     result = np.asarray(lower.predict(ds, verbose=0), dtype="float32")
     if path is not None and result.nbytes <= DISK_LIMIT_BYTES:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.save(path, result)
+        cache.write_atomically(path, lambda temporary: np.save(temporary, result))
     return result
 
 

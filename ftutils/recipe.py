@@ -35,6 +35,7 @@ def fine_tune(
     optimizer: str = "adam",
     patience: int | None = 3,
     batch_size: int = 32,
+    seed: int = 0,
     record: TrainingRecord | None = None,
     verbose: int = 0,
 ) -> TrainingRecord:
@@ -50,7 +51,8 @@ def fine_tune(
     frozen; from ImageData without augmentation and with ``unfreeze_from``, it trains on the
     activations below that layer, computed once. Both phases stop early on validation loss
     after ``patience`` epochs without improvement and keep their best epoch; both append to
-    one record. Skip a phase with 0 epochs.
+    one record. Skip a phase with 0 epochs. ``seed`` shuffles ImageData through the network
+    (a Dataset shuffles itself).
     """
     record = record if record is not None else TrainingRecord()
     base = models.base_of(model)
@@ -59,17 +61,17 @@ def fine_tune(
     if head_epochs:
         backbones.freeze(base)
         _train_part(model, "pool", train, val, head_epochs, head_lr, optimizer, record, "head",
-                    cached, fit_kwargs)  # fmt: skip
+                    cached, fit_kwargs, seed)  # fmt: skip
     if finetune_epochs:
         backbones.unfreeze(base, top_n=unfreeze_top_n, from_layer=unfreeze_from)
         cut_at = unfreeze_from if isinstance(train, ImageData) and unfreeze_top_n is None else None
         _train_part(model, cut_at, train, val, finetune_epochs, finetune_lr, optimizer, record,
-                    "fine-tune", cached and cut_at is not None, fit_kwargs)  # fmt: skip
+                    "fine-tune", cached and cut_at is not None, fit_kwargs, seed)  # fmt: skip
     return record
 
 
 def _train_part(model, at, train, val, epochs, learning_rate, optimizer, record, phase, cached,
-                fit_kwargs) -> None:  # fmt: skip
+                fit_kwargs, seed) -> None:  # fmt: skip
     """Train above the cut ``at`` on activations computed once, or the whole model on images."""
     if cached:
         part = frozen.cut(model, at)
@@ -80,7 +82,7 @@ def _train_part(model, at, train, val, epochs, learning_rate, optimizer, record,
         return
     compile_classifier(model, optimizer, learning_rate)  # recompile: trainable flags changed
     if isinstance(train, ImageData):
-        fit_classifier(model, train, val, epochs, record, phase, **fit_kwargs)
+        fit_classifier(model, train, val, epochs, record, phase, seed=seed, **fit_kwargs)
         return
     history = model.fit(
         train,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import keras
 
-from ftutils import backbones, batchnorm, data, models
+from ftutils import backbones, batchnorm, cache, data, models
 from ftutils.config import CACHE_DIR, set_seed
 from ftutils.errors import WeightsUnavailableError
 from ftutils.experiments import config_key
@@ -69,8 +69,7 @@ def source_pretrained_weights(
     model = models.build_classifier(backbone, len(SOURCE_CLASSES), image_size, weights=None)
     train_from_scratch(model, train, val, epochs, learning_rate, seed=seed, verbose=verbose)
     batchnorm.recalibrate(model, train)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    models.base_of(model).save_weights(path)
+    cache.write_atomically(path, models.base_of(model).save_weights)
     return path
 
 
