@@ -44,3 +44,18 @@ def test_arrays_of_another_dtype_or_shape_get_another_key():
 def test_a_value_without_a_stable_key_is_refused():
     with pytest.raises(TypeError, match="cannot key a cache on a set"):
         cache.key({1, 2})
+
+
+def test_an_interrupted_write_leaves_no_file(tmp_path):
+    target = tmp_path / "sub" / "result.npy"
+
+    def failing_write(temporary):
+        np.save(temporary, np.zeros(3))
+        raise KeyboardInterrupt  # the kernel was interrupted mid-way
+
+    with pytest.raises(KeyboardInterrupt):
+        cache.write_atomically(target, failing_write)
+    assert list(tmp_path.rglob("*")) == [tmp_path / "sub"]  # neither the file nor a leftover
+    cache.write_atomically(target, lambda temporary: np.save(temporary, np.ones(3)))
+    np.testing.assert_array_equal(np.load(target), np.ones(3))
+    assert [p.name for p in target.parent.iterdir()] == ["result.npy"]
