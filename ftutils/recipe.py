@@ -52,7 +52,7 @@ def fine_tune(
     activations below that layer, computed once. Both phases stop early on validation loss
     after ``patience`` epochs without improvement and keep their best epoch; both append to
     one record. Skip a phase with 0 epochs. ``seed`` shuffles ImageData through the network
-    (a Dataset shuffles itself).
+    (a Dataset shuffles itself). The model comes back compiled.
     """
     record = record if record is not None else TrainingRecord()
     base = models.base_of(model)
@@ -67,6 +67,8 @@ def fine_tune(
         cut_at = unfreeze_from if isinstance(train, ImageData) and unfreeze_top_n is None else None
         _train_part(model, cut_at, train, val, finetune_epochs, finetune_lr, optimizer, record,
                     "fine-tune", cached and cut_at is not None, fit_kwargs, seed)  # fmt: skip
+    if not model.compiled:  # trained through its parts: ready for evaluate() all the same
+        compile_classifier(model, optimizer, finetune_lr if finetune_epochs else head_lr)
     return record
 
 

@@ -51,6 +51,16 @@ def test_fine_tune_records_both_phases_in_order_on_image_data():
     assert not any(bn.trainable for bn in models.base_of(model).layers if "BN" in bn.name)
 
 
+def test_fine_tune_on_cached_parts_returns_a_compiled_model(tmp_path, monkeypatch):
+    monkeypatch.setattr(frozen, "CACHE_DIR", tmp_path)
+    model = models.build_classifier("mobilenet_v2", 3, 32, weights=None)
+    record = recipe.fine_tune(model, _toy(), _toy(seed=1), head_epochs=1, finetune_epochs=1,
+                              unfreeze_from="block_16_expand")  # fmt: skip
+    assert record.phases() == [("head", 1, 1), ("fine-tune", 2, 2)]
+    loss, accuracy = model.evaluate(data.make_dataset(_toy(seed=1), 32, 8), verbose=0)
+    assert np.isfinite(loss) and 0.0 <= accuracy <= 1.0
+
+
 def _as_dataset(d, shuffle):
     ds = tf.data.Dataset.from_tensor_slices((d.images.astype("float32"), d.labels))
     return (ds.shuffle(len(d), seed=0) if shuffle else ds).batch(8)
@@ -68,6 +78,7 @@ def test_fine_tune_takes_a_tf_data_dataset_and_trains_the_model_itself(tmp_path,
         patience=None,
     )  # fmt: skip
     assert record.phases() == [("head", 1, 10), ("fine-tune", 11, 12)]
+
     assert np.abs(model.get_layer("classifier").kernel.numpy() - kernel).max() > 1e-4
     assert np.abs(models.base_of(model).get_layer("Conv_1").kernel.numpy() - conv).max() > 0
     # features computed once from a reshuffling dataset stay paired with their own labels
