@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
+# pytest-xdist workers for unit tests and nbval (each notebook stays in one worker: loadscope)
+JOBS ?= 2
 
 .PHONY: run test test-distributed lint unit nbval bench gpu-check clean
 
@@ -22,11 +24,11 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff format --check ftutils tests scripts bench notebooks
 
 unit: $(VENV)/.installed
-	$(PY) -m pytest tests
+	$(PY) -m pytest -n $(JOBS) --dist loadfile tests
 
 nbval: $(VENV)/.installed
 	$(PY) -m pytest --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
-		-p tests.nbval_stderr notebooks
+		-p tests.nbval_stderr -n $(JOBS) --dist loadscope notebooks
 
 # The GPU-shaped configuration on a CPU: two replicas (logical CPU devices) and bfloat16
 # mixed precision, for the unit tests and two notebooks whose verdicts must still hold.
