@@ -15,7 +15,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	touch $@
 
 run: $(VENV)/.installed
-	$(PY) scripts/run_book.py $(NOTEBOOKS)
+	$(PY) scripts/run_book.py --jobs $(JOBS) $(NOTEBOOKS)
 
 test: lint unit nbval
 

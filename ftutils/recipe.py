@@ -103,7 +103,9 @@ def _activations(lower: keras.Model, data: Data) -> tuple[np.ndarray, np.ndarray
         return frozen.activations(lower, data), data.labels
     outputs, labels = [], []
     for images, batch_labels in data:  # one pass: a reshuffling dataset keeps pairs together
-        outputs.append(np.asarray(lower.predict_on_batch(images), dtype="float32"))
+        # a plain call, on one device: under several replicas predict_on_batch returns every
+        # replica's copy of the batch (measured with TF 2.21 / Keras 3.15)
+        outputs.append(np.asarray(lower(images, training=False), dtype="float32"))
         labels.append(np.asarray(batch_labels))
     return np.concatenate(outputs), np.concatenate(labels)
 

@@ -1,6 +1,7 @@
 """Execute notebooks top to bottom in a fresh kernel, one line per notebook.
 
     python scripts/run_book.py notebooks/*.ipynb            # executed copies + HTML in build/
+    python scripts/run_book.py --jobs 2 notebooks/*.ipynb   # two notebooks at a time
     python scripts/run_book.py --inplace notebooks/01_*.ipynb  # refresh committed outputs
 
 Without --inplace the committed notebooks are left untouched. Exits non-zero when any
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import nbformat
@@ -54,15 +56,28 @@ def main() -> int:
     parser.add_argument("--inplace", action="store_true", help="overwrite the notebooks")
     parser.add_argument("--out", type=Path, default=Path("build"), help="output folder")
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per cell")
+    parser.add_argument("--jobs", type=int, default=1, help="notebooks run at the same time")
     args = parser.parse_args()
-    failures = 0
-    for path in args.notebooks:
-        start = time.perf_counter()
-        ok, detail = execute(path, None if args.inplace else args.out, args.timeout)
-        status = "ok" if ok else f"FAILED ({detail})"
-        print(f"{path.name:<40} {time.perf_counter() - start:7.1f} s  {status}", flush=True)
-        failures += not ok
+    out_dir = None if args.inplace else args.out
+    start = time.perf_counter()
+    if args.jobs <= 1:
+        results = [timed_execute(path, out_dir, args.timeout) for path in args.notebooks]
+    else:
+        with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+            runs = [pool.submit(timed_execute, p, out_dir, args.timeout) for p in args.notebooks]
+            results = [run.result() for run in as_completed(runs)]  # in the order they finish
+    failures = sum(not ok for ok, _ in results)
+    print(f"{len(results)} notebooks in {time.perf_counter() - start:.0f} s, {failures} failed")
     return 1 if failures else 0
+
+
+def timed_execute(path: Path, out_dir: Path | None, timeout: int) -> tuple[bool, str]:
+    """:func:`execute`, then the notebook's line: name, seconds, status."""
+    start = time.perf_counter()
+    ok, detail = execute(path, out_dir, timeout)
+    status = "ok" if ok else f"FAILED ({detail})"
+    print(f"{path.name:<40} {time.perf_counter() - start:7.1f} s  {status}", flush=True)
+    return ok, detail
 
 
 if __name__ == "__main__":
