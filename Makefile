@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
-# pytest-xdist workers for unit tests and nbval (each notebook stays in one worker: loadscope)
+# How many notebooks `make run` executes at once, and pytest-xdist workers for the unit tests
+# and nbval (each notebook stays in one worker: --dist loadscope)
 JOBS ?= 2
 
 .PHONY: run test test-distributed lint unit nbval bench gpu-check clean
