@@ -27,8 +27,10 @@ lint: $(VENV)/.installed
 unit: $(VENV)/.installed
 	$(PY) -m pytest -n $(JOBS) --dist loadfile tests
 
+# Under the tests a verdict that does not hold fails its notebook; `make run` prints it instead
+STRICT := FTUTILS_STRICT_VERDICTS=1
 nbval: $(VENV)/.installed
-	$(PY) -m pytest --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
+	$(STRICT) $(PY) -m pytest --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
 		-p tests.nbval_stderr -n $(JOBS) --dist loadscope notebooks
 
 # The GPU-shaped configuration on a CPU: two replicas (logical CPU devices) and bfloat16
@@ -36,7 +38,7 @@ nbval: $(VENV)/.installed
 DISTRIBUTED := FTUTILS_STRATEGY=mirrored:2 FTUTILS_PRECISION=mixed_bfloat16
 test-distributed: $(VENV)/.installed
 	$(DISTRIBUTED) $(PY) -m pytest tests
-	$(DISTRIBUTED) $(PY) scripts/run_book.py --out build/distributed \
+	$(STRICT) $(DISTRIBUTED) $(PY) scripts/run_book.py --out build/distributed \
 		notebooks/01_introduction.ipynb notebooks/04_4_finetuning_workflow.ipynb
 
 bench: $(VENV)/.installed

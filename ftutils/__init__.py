@@ -1,13 +1,33 @@
 """Shared helpers for the fine-tuning companion notebooks.
 
 TensorFlow reads its logging settings when it is first imported, so they are set here,
-before any submodule imports it (otherwise TensorFlow's oneDNN notice leaks into
-every notebook).
+before any submodule imports it. TensorFlow 2.21 still writes its absl/oneDNN/CUDA start-up
+notices straight to file descriptor 2 while importing, whatever the log level, so that one
+import runs with descriptor 2 pointed at /dev/null. Set ``TF_CPP_MIN_LOG_LEVEL`` below 3
+before importing ftutils to see those notices (e.g. when a GPU is not found).
 """
 
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+def _import_tensorflow_quietly() -> None:
+    """Import TensorFlow with its C++ start-up notices silenced, unless logs were asked for."""
+    if os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3") != "3":
+        import tensorflow  # noqa: F401
+
+        return
+    saved_stderr = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved_stderr, 2)
+        os.close(saved_stderr)
+        os.close(devnull)
+
+
+_import_tensorflow_quietly()
 
 from ftutils.config import setup  # noqa: E402
 from ftutils.errors import (  # noqa: E402

@@ -1,19 +1,71 @@
-"""The closing section of every notebook: "what the article says vs what we measured"."""
+"""The closing section of every notebook: "what the article says vs what we measured".
+
+A *verdict* is a claim about the article that the experiment could have refuted. Under the
+tests (``FTUTILS_STRICT_VERDICTS=1``, set by ``make test``) a verdict that does not hold
+raises; for a reader who changed the parameters it prints ``NOT CONFIRMED with these
+parameters`` and the notebook reads on. Constants, API facts and identities are sanity
+checks: plain ``assert`` statements, never verdicts.
+"""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
+
+import numpy as np
 import pandas as pd
 
+STRICT_ENV = "FTUTILS_STRICT_VERDICTS"
 
-def verdict(claim: str, passed: bool, evidence: str = "") -> None:
-    """Print one verdict line for a robust conclusion; fail loudly when it does not hold.
 
-    The printed line carries no measured numbers, so a regression test compares the
-    conclusion, not the 4th decimal; the numbers appear only when the check fails.
+def strict() -> bool:
+    """Whether a verdict that does not hold raises (tests) instead of printing (readers)."""
+    return os.environ.get(STRICT_ENV, "0") == "1"
+
+
+def verdict(claim: str, passed: bool, evidence: str = "") -> bool:
+    """Print one verdict line; return whether it held.
+
+    The line of a confirmed verdict carries no measured numbers, so a regression test
+    compares the conclusion, not the 4th decimal; the numbers appear when it does not hold.
     """
-    if not passed:
-        raise AssertionError(f"NOT CONFIRMED: {claim} ({evidence})")
-    print(f"CONFIRMED: {claim}")
+    if passed:
+        print(f"CONFIRMED: {claim}")
+        return True
+    message = f"NOT CONFIRMED with these parameters: {claim} ({evidence})"
+    if strict():
+        raise AssertionError(message)
+    print(message)
+    return False
+
+
+def over_seeds(values: Sequence[float]) -> str:
+    """``mean ± sample standard deviation (n seeds)`` of one measurement repeated over seeds."""
+    values = np.asarray(values, dtype=float)
+    spread = values.std(ddof=1) if values.size > 1 else 0.0
+    return f"{values.mean():.3f} ± {spread:.3f} ({values.size} seeds)"
+
+
+def exceeds(claim: str, higher: Sequence[float], lower: Sequence[float], margin: float) -> bool:
+    """Verdict that ``higher`` beats ``lower``, both measured on the same seeds.
+
+    It holds when the mean paired difference exceeds both ``margin`` (chosen before looking)
+    and the seed-to-seed spread of that difference. Pass ``margin=0`` for "higher, by more
+    than the noise". Needs at least 3 seeds.
+    """
+    higher, lower = np.asarray(higher, dtype=float), np.asarray(lower, dtype=float)
+    if higher.shape != lower.shape or higher.size < 3:
+        raise ValueError(
+            f"exceeds() compares paired results over at least 3 seeds; got {higher.size} and "
+            f"{lower.size}. Run both settings on the same 3 or more seeds."
+        )
+    difference = higher - lower
+    threshold = max(margin, difference.std(ddof=1))
+    evidence = (
+        f"{over_seeds(higher)} vs {over_seeds(lower)}; difference {over_seeds(difference)}, "
+        f"needed > {threshold:.3f}"
+    )
+    return verdict(claim, difference.mean() > threshold, evidence)
 
 
 def comparison_table(rows: list[tuple[str, str, str]]) -> pd.DataFrame:

@@ -1,0 +1,43 @@
+"""Verdicts: strict under the tests, readable for a reader who changed the parameters."""
+
+import pytest
+
+from ftutils import report
+
+
+def test_failing_verdict_raises_in_strict_mode(monkeypatch):
+    monkeypatch.setenv(report.STRICT_ENV, "1")
+    with pytest.raises(AssertionError, match="NOT CONFIRMED with these parameters: claim"):
+        report.verdict("claim", False, "evidence")
+
+
+def test_failing_verdict_prints_in_reader_mode(monkeypatch, capsys):
+    monkeypatch.delenv(report.STRICT_ENV, raising=False)
+    assert report.verdict("claim", False, "0.5 vs 0.6") is False
+    assert capsys.readouterr().out == "NOT CONFIRMED with these parameters: claim (0.5 vs 0.6)\n"
+
+
+def test_confirmed_verdict_prints_no_numbers(capsys):
+    assert report.verdict("claim", True, "0.5 vs 0.6") is True
+    assert capsys.readouterr().out == "CONFIRMED: claim\n"
+
+
+def test_exceeds_needs_the_mean_difference_above_margin_and_spread(monkeypatch, capsys):
+    monkeypatch.delenv(report.STRICT_ENV, raising=False)
+    assert report.exceeds("a beats b", [0.80, 0.82, 0.81], [0.70, 0.71, 0.72], margin=0.05)
+    # mean difference 0.04 below the margin 0.05
+    assert not report.exceeds("a beats b", [0.74, 0.75, 0.76], [0.70, 0.71, 0.72], margin=0.05)
+    # mean difference 0.03 above the margin but below its own spread (0.07)
+    assert not report.exceeds("a beats b", [0.80, 0.70, 0.80], [0.70, 0.74, 0.77], margin=0.0)
+    out = capsys.readouterr().out
+    assert out.count("NOT CONFIRMED") == 2
+    assert "needed > 0.050" in out
+
+
+def test_exceeds_refuses_fewer_than_three_seeds():
+    with pytest.raises(ValueError, match="at least 3 seeds"):
+        report.exceeds("a beats b", [0.9, 0.9], [0.1, 0.1], margin=0.0)
+
+
+def test_over_seeds_prints_mean_and_sample_spread():
+    assert report.over_seeds([0.1, 0.2, 0.3]) == "0.200 ± 0.100 (3 seeds)"
