@@ -10,15 +10,28 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+#: The folder holding the ftutils package (the repository, for a clone).
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
 #: Where ftutils keeps what it can rebuild (checkpoints, cached features, sweep results).
-CACHE_DIR = Path(
-    os.environ.get("FTUTILS_CACHE", Path(__file__).resolve().parent.parent / ".cache" / "ftutils")
-)
+CACHE_DIR = Path(os.environ.get("FTUTILS_CACHE", PROJECT_DIR / ".cache" / "ftutils"))
 
 
 def keras_home() -> Path:
     """The Keras cache folder: ``$KERAS_HOME`` if set, else ``~/.keras`` (Keras' own rule)."""
     return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
+
+
+def shown_path(path: Path) -> str:
+    """``path`` as a notebook should print it: relative to the project or ``~``, never absolute.
+
+    Committed notebook outputs must not carry one machine's folders.
+    """
+    path = Path(path).resolve()
+    for root, name in ((PROJECT_DIR, "<project>"), (Path.home().resolve(), "~")):
+        if path.is_relative_to(root):
+            return str(Path(name) / path.relative_to(root))
+    return str(path)
 
 
 def set_seed(seed: int) -> None:
@@ -64,7 +77,7 @@ def setup(
         "devices": [d.device_type for d in tf.config.list_physical_devices()],
         **distribute.describe(),
         "seed": seed,
-        "keras_home": str(home),
+        "keras_home": shown_path(home),
         "cached_weights": sorted(p.name for p in (home / "models").glob("*.h5")),
         "cached_datasets": sorted(p.name for p in (home / "datasets").glob("*") if p.is_dir()),
     }
