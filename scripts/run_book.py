@@ -20,7 +20,7 @@ from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError
+from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 from nbconvert import HTMLExporter
 
 
@@ -39,15 +39,23 @@ def verdict_counts(nb: nbformat.NotebookNode) -> tuple[int, int]:
     )
 
 
-def execute(path: Path, out_dir: Path | None, timeout: int) -> tuple[bool, str]:
-    """Run one notebook with its folder as working directory; save it; return (ok, detail)."""
+def execute(path: Path, out_dir: Path | None, log_dir: Path, timeout: int) -> tuple[bool, str]:
+    """Run one notebook with its folder as working directory; save it; return (ok, detail).
+
+    The kernel's own messages (Jupyter's and TensorFlow's logs) go to ``log_dir/NAME.log``.
+    """
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(
         nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": path.parent}}
     )
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{path.stem}.log"
     ok, detail = True, "ok"
     try:
-        client.execute()
+        with log_path.open("w") as log:
+            client.execute(stdout=log, stderr=log)
+    except (CellTimeoutError, DeadKernelError) as exc:
+        ok, detail = False, f"{type(exc).__name__}: {exc}; kernel log: {log_path}"
     except CellExecutionError as exc:
         index = next(
             (
@@ -57,7 +65,7 @@ def execute(path: Path, out_dir: Path | None, timeout: int) -> tuple[bool, str]:
             ),
             None,
         )
-        ok, detail = False, f"cell {index}: {exc.ename}: {exc.evalue}"
+        ok, detail = False, f"cell {index}: {exc.ename}: {exc.evalue}; kernel log: {log_path}"
     target = path if out_dir is None else out_dir / path.name
     target.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, target)
@@ -79,22 +87,31 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=1, help="notebooks run at the same time")
     args = parser.parse_args()
     out_dir = None if args.inplace else args.out
+    log_dir = args.out / "logs"
     start = time.perf_counter()
     if args.jobs <= 1:
-        results = [timed_execute(path, out_dir, args.timeout) for path in args.notebooks]
+        results = [timed_execute(path, out_dir, log_dir, args.timeout) for path in args.notebooks]
     else:
         with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-            runs = [pool.submit(timed_execute, p, out_dir, args.timeout) for p in args.notebooks]
+            runs = [
+                pool.submit(timed_execute, p, out_dir, log_dir, args.timeout)
+                for p in args.notebooks
+            ]
             results = [run.result() for run in as_completed(runs)]  # in the order they finish
     failures = sum(not ok for ok, _ in results)
-    print(f"{len(results)} notebooks in {time.perf_counter() - start:.0f} s, {failures} failed")
+    print(
+        f"{len(results)} notebooks in {time.perf_counter() - start:.0f} s, {failures} failed "
+        f"(kernel logs in {log_dir})"
+    )
     return 1 if failures else 0
 
 
-def timed_execute(path: Path, out_dir: Path | None, timeout: int) -> tuple[bool, str]:
+def timed_execute(
+    path: Path, out_dir: Path | None, log_dir: Path, timeout: int
+) -> tuple[bool, str]:
     """:func:`execute`, then the notebook's line: name, seconds, status."""
     start = time.perf_counter()
-    ok, detail = execute(path, out_dir, timeout)
+    ok, detail = execute(path, out_dir, log_dir, timeout)
     status = detail if ok else f"FAILED ({detail})"
     print(f"{path.name:<40} {time.perf_counter() - start:7.1f} s  {status}", flush=True)
     return ok, detail
