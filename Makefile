@@ -9,8 +9,18 @@ JOBS ?= 2
 
 .PHONY: run test test-distributed lint unit nbval bench gpu-check clean
 
+# A venv left half-made (no venv module, an unsupported Python) is removed, so the next run
+# starts clean instead of failing on it forever.
 $(VENV)/.installed: requirements.txt pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@if ! $(PY) -m pip --version >/dev/null 2>&1; then \
+		rm -rf $(VENV); \
+		$(PYTHON) -c 'import sys; sys.exit(not (3, 10) <= sys.version_info[:2] <= (3, 13))' || { \
+			echo "$(PYTHON) is not Python 3.10-3.13 (TensorFlow 2.21's range): name one that" \
+				"is, e.g. make $(or $(MAKECMDGOALS),run) PYTHON=python3.12"; exit 1; }; \
+		$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); echo "Could not create $(VENV):" \
+			"install your Python's venv module (Debian/Ubuntu: sudo apt install python3-venv)" \
+			"and run make again."; exit 1; }; \
+	fi
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install -r requirements.txt -e .
 	touch $@
