@@ -62,7 +62,7 @@ def setup(
     import keras
     import tensorflow as tf
 
-    from ftutils import distribute
+    from ftutils import distribute, fonts
 
     distribute.configure(strategy, precision, deterministic)  # before TensorFlow starts
     pd.set_option("display.max_colwidth", None)  # the article-vs-measured tables hold sentences
@@ -77,6 +77,7 @@ def setup(
         "devices": [d.device_type for d in tf.config.list_physical_devices()],
         **distribute.describe(),
         "seed": seed,
+        "cjk_font": fonts.use_cjk_font() or "none: Chinese shows as boxes (pip install mplfonts)",
         "keras_home": shown_path(home),
         "cached_weights": sorted(p.name for p in (home / "models").glob("*.h5")),
         "cached_datasets": sorted(p.name for p in (home / "datasets").glob("*") if p.is_dir()),
