@@ -7,7 +7,7 @@ NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
 # and nbval (each notebook stays in one worker: --dist loadscope)
 JOBS ?= 2
 
-.PHONY: run test test-distributed lint unit nbval bench gpu-check clean
+.PHONY: run test test-distributed lint unit nbval bench gpu-check cache-archive cache-restore clean
 
 # A venv left half-made (no venv module, an unsupported Python) is removed, so the next run
 # starts clean instead of failing on it forever.
@@ -57,6 +57,14 @@ bench: $(VENV)/.installed
 
 gpu-check: $(VENV)/.installed
 	$(PY) scripts/gpu_check.py
+
+# Carry the Keras cache to a machine that cannot download it (see README, "Offline use")
+ARCHIVE ?= keras-cache.tar.gz
+cache-archive:
+	$(PYTHON) scripts/keras_cache.py archive $(ARCHIVE)
+
+cache-restore:
+	$(PYTHON) scripts/keras_cache.py restore $(ARCHIVE)
 
 clean:
 	rm -rf build .pytest_cache
