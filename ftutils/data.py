@@ -108,6 +108,30 @@ def per_class(data: ImageData, k: int, seed: int = 0) -> ImageData:
     return data.take(rng.permutation(np.concatenate(chosen)))
 
 
+def holdout_indices(
+    labels: np.ndarray, n_classes: int, per_class: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """A stratified, seeded split of ``labels`` as index arrays: (rest, ``per_class`` per class).
+
+    For features computed once for a pool of images, where every seed splits the pool anew.
+    """
+    counts = np.bincount(labels, minlength=n_classes)
+    if per_class < 1 or counts.min() <= per_class:
+        raise DataError(
+            f"cannot hold out {per_class} images per class and keep some: the smallest class "
+            f"has {counts.min()}; use 1 <= per_class < {counts.min()}"
+        )
+    rng = np.random.default_rng(seed)
+    held = np.concatenate(
+        [
+            rng.choice(np.flatnonzero(labels == c), per_class, replace=False)
+            for c in range(n_classes)
+        ]
+    )
+    rest = np.setdiff1d(np.arange(len(labels)), held)
+    return rng.permutation(rest), rng.permutation(held)
+
+
 def split(data: ImageData, fraction: float, seed: int = 0) -> tuple[ImageData, ImageData]:
     """Stratified, seeded split: returns (rest, held_out) with ``fraction`` of each class held out.
 

@@ -64,3 +64,12 @@ def test_make_dataset_reshuffles_each_epoch_but_is_seeded():
 def test_check_labels_names_the_mismatch():
     with pytest.raises(DataError, match="n_classes=3"):
         data.check_labels(_toy(), 10)
+
+
+def test_holdout_indices_is_stratified_disjoint_and_complete():
+    labels = np.repeat(np.arange(3), 5)
+    rest, held = data.holdout_indices(labels, n_classes=3, per_class=2, seed=1)
+    assert np.bincount(labels[held], minlength=3).tolist() == [2, 2, 2]
+    assert sorted(np.concatenate([rest, held]).tolist()) == list(range(15))
+    with pytest.raises(data.DataError, match="smallest class has 5"):
+        data.holdout_indices(labels, n_classes=3, per_class=5)

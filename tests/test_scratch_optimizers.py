@@ -138,3 +138,18 @@ def test_bad_settings_are_explained():
         optimizers.trajectory(grad, [1.0, 1.0], 3, 0.1, 0.5, form="nesterov")
     with pytest.raises(ValueError, match="shape"):
         head.set_weights([np.zeros((2, 2)), np.zeros(3)])
+
+
+def test_softmax_regression_stack_heads_match_single_heads():
+    x = np.random.default_rng(0).normal(size=(2, 6, 4)).astype("float32")
+    labels = np.array([[0, 1, 2, 0, 1, 2], [2, 2, 1, 1, 0, 0]])
+    y = np.eye(3, dtype="float32")[labels]
+    stack = optimizers.SoftmaxRegressionStack(4, 3, seeds=[0, 1])
+    for s in range(2):
+        single = optimizers.SoftmaxRegression(4, 3, seed=s)
+        np.testing.assert_allclose(stack.logits(x)[s], single.logits(x[s]), rtol=1e-6)
+        np.testing.assert_allclose(stack.accuracy(x, labels)[s], single.accuracy(x[s], labels[s]))
+    assert stack.losses(x, y).shape == (2,)
+    stack.W.assign_add(tf.ones_like(stack.W))
+    stack.reset()
+    np.testing.assert_array_equal(stack.W.numpy(), stack.start[0])

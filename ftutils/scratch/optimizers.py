@@ -26,6 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from ftutils import distribute
+from ftutils.scratch import losses
 
 FORMS = ("ema", "keras")
 
@@ -169,6 +170,42 @@ class SoftmaxRegression:
             if tuple(np.shape(value)) != tuple(var.shape):
                 raise ValueError(f"{var.name} has shape {var.shape}, got {np.shape(value)}")
             var.assign(value)
+
+
+class SoftmaxRegressionStack:
+    """One :class:`SoftmaxRegression` per seed, side by side: head s computes ``x[s] W[s] + b[s]``.
+
+    Trains the heads of several seeds in one compiled loop (sum their losses); head s starts
+    where ``SoftmaxRegression(seed=s)`` starts and follows the same path as it would alone.
+    """
+
+    def __init__(self, n_features: int, n_classes: int, seeds: Iterable[int]):
+        singles = [SoftmaxRegression(n_features, n_classes, seed=s) for s in seeds]
+        self.W = tf.Variable(np.stack([h.W.numpy() for h in singles]), name="W")
+        self.b = tf.Variable(np.stack([h.b.numpy() for h in singles])[:, None, :], name="b")
+        self.start = [self.W.numpy(), self.b.numpy()]
+
+    @property
+    def variables(self) -> list[tf.Variable]:
+        return [self.W, self.b]
+
+    def reset(self) -> None:
+        """Back to the starting weights."""
+        self.W.assign(self.start[0])
+        self.b.assign(self.start[1])
+
+    def logits(self, x) -> tf.Tensor:
+        """``x``: (seeds, examples, features) -> (seeds, examples, classes)."""
+        return tf.matmul(x, self.W) + self.b
+
+    def losses(self, x, y) -> tf.Tensor:
+        """One mean cross-entropy per seed; ``y`` one-hot, (seeds, examples, classes)."""
+        return tf.reduce_mean(losses.cross_entropy_from_logits(y, self.logits(x)), axis=1)
+
+    def accuracy(self, x, labels) -> tf.Tensor:
+        """One accuracy per seed; ``labels`` integer classes, (seeds, examples)."""
+        predicted = tf.argmax(self.logits(x), axis=-1)
+        return tf.reduce_mean(tf.cast(predicted == labels, tf.float32), axis=1)
 
 
 @dataclasses.dataclass
