@@ -136,3 +136,19 @@ def test_a_separate_head_trained_on_features_transfers_to_the_full_model(tmp_pat
     np.testing.assert_array_equal(
         training.predict_labels(model, val), training.predict_labels(head, x_val)
     )
+
+
+def test_keep_best_accuracy_checks_every_k_steps_and_keeps_the_best_weights():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 5)).astype("float32")
+    y = (x[:, 0] > 0).astype("int64")
+    model = models.build_head(5, 2, dropout=0.0)
+    training.compile_classifier(model, "adam", 0.05)
+    keep = training.KeepBestAccuracy(x[:32], y[:32], steps_per_check=2)
+    batches = tf.data.Dataset.from_tensor_slices((x[32:], y[32:])).repeat().batch(8)
+    model.fit(batches, epochs=4, steps_per_epoch=2, shuffle=False, callbacks=[keep], verbose=0)
+    assert len(keep.curve) == 4
+    assert keep.best == max(keep.curve)
+    assert keep.best_step == 2 * (int(np.argmax(keep.curve)) + 1)
+    model.set_weights(keep.weights)
+    assert training.inference_accuracy(model, x[:32], y[:32]) == keep.best
