@@ -8,7 +8,9 @@ cached 224-px file serves 96-px notebooks; online, the same call downloads the f
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 from collections.abc import Callable
 from pathlib import Path
 
@@ -98,12 +100,18 @@ def imagenet_weights_path(name: str) -> Path:
     cached = keras_home() / "models" / entry.weights_file
     if cached.is_file():
         return cached
+    print(
+        f"{entry.weights_file} is not in the Keras cache: downloading it (~{entry.download_mb} MB)"
+    )
     try:
-        return Path(
-            keras.utils.get_file(
-                entry.weights_file, entry.weights_url + entry.weights_file, cache_subdir="models"
+        with contextlib.redirect_stdout(io.StringIO()):  # Keras' own URL line and progress bar
+            return Path(
+                keras.utils.get_file(
+                    entry.weights_file,
+                    entry.weights_url + entry.weights_file,
+                    cache_subdir="models",
+                )
             )
-        )
     except Exception as exc:  # keras.utils.get_file raises a bare Exception offline
         raise WeightsUnavailableError(
             f"ImageNet weights for {name!r} ({entry.weights_file}, ~{entry.download_mb} MB) are "

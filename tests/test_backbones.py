@@ -36,15 +36,19 @@ def test_input_size_below_minimum():
         backbones.get_base("mobilenet_v2", 16)
 
 
-def test_missing_weights_offline_name_the_file_and_the_fix(tmp_path, monkeypatch):
+def test_missing_weights_offline_name_the_file_and_the_fix(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
 
     def offline(*args, **kwargs):
+        print("Downloading data from https://example.invalid/vgg16.h5")  # as Keras does
         raise Exception("URL fetch failure: no network")
 
     monkeypatch.setattr(keras.utils, "get_file", offline)
     with pytest.raises(WeightsUnavailableError, match=r"vgg16_weights.*KERAS_HOME"):
         backbones.get_base("vgg16", 32)
+    printed = capsys.readouterr().out
+    assert "is not in the Keras cache: downloading it" in printed
+    assert "Downloading data from" not in printed  # one line of ours, not Keras' URL and bar
 
 
 def test_freeze_leaves_no_trainable_weights():
