@@ -299,6 +299,12 @@ def make_dataset(
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
+def resized_arrays(data: ImageData, image_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """``data``'s images resized to ``image_size`` (RGB) once, as one array, with the labels."""
+    batches = make_dataset(data, image_size, batch_size=256)
+    return np.concatenate([x.numpy() for x, _ in batches]), data.labels
+
+
 def image_hashes(data: ImageData) -> np.ndarray:
     """A SHA-256 digest of every image's shape and pixels: equal digests, identical images.
 

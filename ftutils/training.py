@@ -14,6 +14,7 @@ import keras
 import numpy as np
 
 from ftutils import distribute
+from ftutils.config import set_seed
 from ftutils.data import ImageData, check_labels, make_dataset
 
 OPTIMIZERS = {
@@ -206,6 +207,69 @@ class KeepBestAccuracy(keras.callbacks.Callback):
         if self.curve[-1] > self.best:
             self.best, self.weights = self.curve[-1], self.model.get_weights()
             self.best_step = (epoch + 1) * self.steps_per_check
+
+
+class BudgetThenConvergence(keras.callbacks.Callback):
+    """Scores a test set twice in one run: after ``budget`` epochs, and at convergence.
+
+    Keeps the weights of the lowest validation loss, and stops once ``budget`` epochs are done
+    and ``patience`` epochs brought no lower loss; ``at_budget`` and ``at_convergence`` hold
+    the two test accuracies, ``best_epoch`` the epoch of the kept weights. For comparing a
+    pretrained start with training from scratch at equal budget and at convergence (§4.1,
+    §4.2).
+    """
+
+    def __init__(self, test_xy: tuple[np.ndarray, np.ndarray], budget: int, patience: int):
+        super().__init__()
+        self.test_xy, self.budget, self.patience = test_xy, budget, patience
+
+    def test_accuracy(self) -> float:
+        return accuracy(self.model, *self.test_xy, batch_size=250)
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self.best_loss, self.best_epoch, self.best_weights = np.inf, 0, None
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if epoch + 1 == self.budget:
+            self.at_budget = self.test_accuracy()
+        if logs["val_loss"] < self.best_loss:
+            self.best_loss, self.best_epoch = logs["val_loss"], epoch + 1
+            self.best_weights = self.model.get_weights()
+        if epoch + 1 >= self.budget and epoch + 1 - self.best_epoch >= self.patience:
+            self.model.stop_training = True
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        self.model.set_weights(self.best_weights)
+        self.at_convergence = self.test_accuracy()
+
+
+def fit_budget_then_convergence(
+    model: keras.Model,
+    train_xy: tuple[np.ndarray, np.ndarray],
+    val_xy: tuple[np.ndarray, np.ndarray],
+    test_xy: tuple[np.ndarray, np.ndarray],
+    *,
+    learning_rate: float,
+    budget: int,
+    patience: int,
+    max_epochs: int,
+    seed: int,
+) -> tuple[BudgetThenConvergence, dict]:
+    """Compile ``model`` with Adam and train it (batches of 32) under
+    :class:`BudgetThenConvergence`; returns that callback (its two scores) and the history."""
+    compile_classifier(model, "adam", learning_rate)
+    scores = BudgetThenConvergence(test_xy, budget, patience)
+    set_seed(seed)
+    history = model.fit(
+        *train_xy,
+        validation_data=val_xy,
+        epochs=max_epochs,
+        batch_size=32,
+        shuffle=True,
+        callbacks=[scores],
+        verbose=0,
+    )
+    return scores, history.history
 
 
 class EpochTimer(keras.callbacks.Callback):

@@ -152,3 +152,25 @@ def test_keep_best_accuracy_checks_every_k_steps_and_keeps_the_best_weights():
     assert keep.best_step == 2 * (int(np.argmax(keep.curve)) + 1)
     model.set_weights(keep.weights)
     assert training.inference_accuracy(model, x[:32], y[:32]) == keep.best
+
+
+def test_budget_then_convergence_scores_twice_and_keeps_the_lowest_validation_loss():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(96, 5)).astype("float32")
+    y = (x[:, 0] > 0).astype("int64")
+    train_xy, val_xy, test_xy = (x[:48], y[:48]), (x[48:72], y[48:72]), (x[72:], y[72:])
+    model = models.build_head(5, 2, dropout=0.0)
+    scores, history = training.fit_budget_then_convergence(
+        model, train_xy, val_xy, test_xy,
+        learning_rate=0.05, budget=2, patience=2, max_epochs=30, seed=0,
+    )  # fmt: skip
+    losses = history["val_loss"]
+    assert scores.best_epoch == int(np.argmin(losses)) + 1
+    assert len(losses) >= 2 and len(losses) - scores.best_epoch <= 2  # stopped after patience
+    assert 0 <= scores.at_budget <= 1
+    assert scores.at_convergence == training.accuracy(model, *test_xy, batch_size=250)
+
+
+def test_resized_arrays_gives_rgb_at_the_size_with_labels():
+    images, labels = data.resized_arrays(_toy(n=6, size=20), 32)
+    assert images.shape == (6, 32, 32, 3) and labels.shape == (6,)
