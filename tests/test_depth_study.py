@@ -9,26 +9,18 @@ which can move early stopping by an epoch, so the accuracies must agree within
 ``TOLERANCE`` (0.03: 15 of 500 validation images, 30 of 1,000 test images).
 """
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "depth_study.py"
+from tests.script_loader import load_script
+
 TOLERANCE = 0.03
 PER_CLASS, SEED = 5, 0
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("depth_study", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_committed_file_says_how_it_was_made():
-    study = _load_script()
+    study = load_script("depth_study")
     committed = json.loads(study.RESULTS.read_text())
     provenance = committed["provenance"]
     for key in ("command", "parameters", "versions", "machine", "started", "finished"):
@@ -40,7 +32,7 @@ def test_the_committed_file_says_how_it_was_made():
 
 
 def test_one_small_configuration_reproduces_the_committed_numbers(monkeypatch, tmp_path):
-    study = _load_script()
+    study = load_script("depth_study")
     committed = json.loads(study.RESULTS.read_text())
     params = json.loads(json.dumps(committed["provenance"]["parameters"]))
     if PER_CLASS not in params["per_class"]:

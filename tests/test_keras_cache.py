@@ -1,15 +1,13 @@
 """scripts/keras_cache.py: a cache archived on one machine restores, checked, on another."""
 
-import importlib.util
 import tarfile
 from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "keras_cache.py"
-spec = importlib.util.spec_from_file_location("keras_cache", SCRIPT)
-keras_cache = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(keras_cache)
+from tests.script_loader import load_script
+
+keras_cache = load_script("keras_cache")
 
 
 def make_cache(root: Path) -> Path:

@@ -12,27 +12,20 @@ under a point, while a real change of the data, the recipe or the weights moves 
 several points.
 """
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
+from tests.script_loader import load_script
+
 PROJECT = Path(__file__).resolve().parent.parent
-SCRIPT = PROJECT / "scripts" / "source_model_study.py"
 RESULTS = PROJECT / "data" / "results" / "source_model_study.json"
 TOLERANCE = 0.02
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("source_model_study", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_command_line_defaults_are_the_documented_study():
-    study = _load_script()
+    study = load_script("source_model_study")
     args = study.parse_args([])
     assert args.backbones == list(study.BACKBONES)
     assert len(args.seeds) >= 3  # a comparison over seeds needs at least 3
@@ -42,7 +35,7 @@ def test_command_line_defaults_are_the_documented_study():
 
 @pytest.mark.skipif(not RESULTS.is_file(), reason="no committed results to compare with")
 def test_one_configuration_matches_the_committed_results():
-    study = _load_script()
+    study = load_script("source_model_study")
     committed = json.loads(RESULTS.read_text())
     parameters = {
         name: value
