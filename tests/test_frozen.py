@@ -29,7 +29,12 @@ def _classifier(dropout=0.2):
 
 @pytest.fixture(scope="module")
 def classifier():
-    """One classifier for the read-only tests, with its predictions and pooled features."""
+    """One classifier for the read-only tests, with its predictions and pooled features.
+
+    Seeded here: a module fixture is built before the per-test seeding fixture runs, so
+    without it the head's start would depend on the tests that ran before in the worker.
+    """
+    keras.utils.set_random_seed(0)
     model, data = _classifier(), _images()
     x = data.images.astype("float32")
     pooled = np.asarray(frozen.cut(model).lower([x]))  # built on model.inputs, a list
@@ -41,7 +46,7 @@ def test_lower_then_upper_is_the_whole_classifier(classifier, at):
     model, data, expected, pooled = classifier
     split = frozen.cut(model, at)
     acts = np.asarray(split.lower(data.images.astype("float32")))  # eager: no tracing
-    assert expected.max() > 0.3 and pooled.max() > 1.0  # real outputs, not vanishing ones
+    assert expected.std() > 1e-3 and pooled.max() > 1.0  # real outputs, not vanishing ones
     np.testing.assert_allclose(np.asarray(split.upper(acts)), expected, atol=1e-4)
     np.testing.assert_allclose(np.asarray(split.pooled(acts)), pooled, rtol=1e-3, atol=1e-4)
 
