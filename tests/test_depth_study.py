@@ -13,7 +13,7 @@ import json
 
 import pytest
 
-from tests.script_loader import load_script
+from tests.script_loader import load_script, skip_unless_configuration_of_the_study
 
 TOLERANCE = 0.03
 PER_CLASS, SEED = 5, 0
@@ -32,6 +32,7 @@ def test_the_committed_file_says_how_it_was_made():
 
 
 def test_one_small_configuration_reproduces_the_committed_numbers(monkeypatch, tmp_path):
+    skip_unless_configuration_of_the_study()
     study = load_script("depth_study")
     committed = json.loads(study.RESULTS.read_text())
     params = json.loads(json.dumps(committed["provenance"]["parameters"]))

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.script_loader import load_script
+from tests.script_loader import load_script, skip_unless_configuration_of_the_study
 
 PROJECT = Path(__file__).resolve().parent.parent
 RESULTS = PROJECT / "data" / "results" / "source_model_study.json"
@@ -35,6 +35,7 @@ def test_command_line_defaults_are_the_documented_study():
 
 @pytest.mark.skipif(not RESULTS.is_file(), reason="no committed results to compare with")
 def test_one_configuration_matches_the_committed_results():
+    skip_unless_configuration_of_the_study()
     study = load_script("source_model_study")
     committed = json.loads(RESULTS.read_text())
     parameters = {
