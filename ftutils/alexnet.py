@@ -73,15 +73,6 @@ class LocalResponseNormalization(keras.layers.Layer):
         }
 
 
-def preprocess_input(x):
-    """Scale [0, 255] pixels to [-1, 1].
-
-    The paper subtracts the mean training image; a model pretrained here has no such mean to
-    match, and a fixed scaling keeps saved models self-contained.
-    """
-    return x / 127.5 - 1.0
-
-
 def feature_size(image_size: int) -> int:
     """Side of the map after pool5 for a square input (6 at 227 px, 1 at 67 px, 0 below)."""
     side = (image_size - 11) // 4 + 1  # conv1, 11x11 stride 4, no padding

@@ -1,7 +1,8 @@
 """Pretrained convolutional bases from ``keras.applications`` (§4, §4.4).
 
-Each entry knows its constructor, its ``preprocess_input``, the smallest input it accepts and
-the ImageNet no-top weights file in Keras' cache. Weights are loaded from that file into a
+Each entry knows its constructor, its input scaling (``keras.applications``' own
+``preprocess_input``, as a standard Keras layer), the smallest input it accepts and the
+ImageNet no-top weights file in Keras' cache. Weights are loaded from that file into a
 base built at *any* input size (a convolutional base's weights do not depend on it), so one
 cached 224-px file serves 96-px notebooks; online, the same call downloads the file first.
 """
@@ -10,11 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import io
 from collections.abc import Callable
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from ftutils import alexnet, batchnorm
 from ftutils.config import keras_home
@@ -25,59 +28,71 @@ _KERAS_APPS = "https://storage.googleapis.com/tensorflow/keras-applications/"
 
 @dataclasses.dataclass(frozen=True)
 class BackboneSpec:
-    """How to build one backbone and where its ImageNet weights live (``None``: none exist)."""
+    """How to build one backbone and where its ImageNet weights live (``None``: none exist).
+
+    ``scaling`` is what the backbone's ``keras.applications`` ``preprocess_input`` does to
+    [0, 255] RGB: ``"tf"`` (to [-1, 1]), ``"caffe"`` (RGB to BGR, ImageNet mean subtracted) or
+    ``"none"`` (the model rescales inside). ``weights_hash``: the file's SHA-256 (64 hex
+    digits) or MD5 (32, Keras' own), checked after a download.
+    """
 
     constructor: Callable[..., keras.Model]
-    preprocess: Callable
+    scaling: str
     min_size: int
     default_size: int
     weights_file: str | None
     weights_url: str
     download_mb: int
+    weights_hash: str | None = None
     kwargs: dict = dataclasses.field(default_factory=dict)
 
 
+# Hashes: SHA-256 of the official MobileNet files (no hash is published in keras.applications);
+# MD5 for VGG16, ResNet50 and EfficientNetB0 as keras/src/applications/{vgg16,resnet,
+# efficientnet}.py pass them to get_file.
 BACKBONES: dict[str, BackboneSpec] = {
     "mobilenet": BackboneSpec(
-        keras.applications.MobileNet,
-        keras.applications.mobilenet.preprocess_input,
-        32, 224, "mobilenet_1_0_224_tf_no_top.h5", _KERAS_APPS + "mobilenet/", 17,
-        {"alpha": 1.0},
+        keras.applications.MobileNet, "tf", 32, 224, "mobilenet_1_0_224_tf_no_top.h5",
+        _KERAS_APPS + "mobilenet/", 17,
+        "d9140c7e6e85495e5ab848b28cebe696bdfa7f899ab698ba787e6e979856ea41", {"alpha": 1.0},
     ),
     "mobilenet_025": BackboneSpec(
-        keras.applications.MobileNet,
-        keras.applications.mobilenet.preprocess_input,
-        32, 224, "mobilenet_2_5_224_tf_no_top.h5", _KERAS_APPS + "mobilenet/", 1,
-        {"alpha": 0.25},
+        keras.applications.MobileNet, "tf", 32, 224, "mobilenet_2_5_224_tf_no_top.h5",
+        _KERAS_APPS + "mobilenet/", 1,
+        "127a952d2d2d078c4c3fc95112abb7cdf54357639ef346d9ff8fcf79f31e5de7", {"alpha": 0.25},
     ),
     "mobilenet_v2": BackboneSpec(
-        keras.applications.MobileNetV2,
-        keras.applications.mobilenet_v2.preprocess_input,
-        32, 224, "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
+        keras.applications.MobileNetV2, "tf", 32, 224,
+        "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
         _KERAS_APPS + "mobilenet_v2/", 9,
+        "71e4c4ec4aa24c9c951b9265d6de42e1336dcf614c2214fa6a989208615e232c",
     ),
     "vgg16": BackboneSpec(
-        keras.applications.VGG16,
-        keras.applications.vgg16.preprocess_input,
-        32, 224, "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5", _KERAS_APPS + "vgg16/", 59,
+        keras.applications.VGG16, "caffe", 32, 224,
+        "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5", _KERAS_APPS + "vgg16/", 59,
+        "6d6bbae143d832006294945121d1f1fc",
     ),
     "resnet50": BackboneSpec(
-        keras.applications.ResNet50,
-        keras.applications.resnet.preprocess_input,
-        32, 224, "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
-        _KERAS_APPS + "resnet/", 95,
+        keras.applications.ResNet50, "caffe", 32, 224,
+        "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5", _KERAS_APPS + "resnet/", 95,
+        "4d473c1dd8becc155b73f8504c6f6626",
     ),
     "efficientnet_b0": BackboneSpec(
-        keras.applications.EfficientNetB0,
-        keras.applications.efficientnet.preprocess_input,
-        32, 224, "efficientnetb0_notop.h5", "https://storage.googleapis.com/keras-applications/",
-        17,
+        keras.applications.EfficientNetB0, "none", 32, 224, "efficientnetb0_notop.h5",
+        "https://storage.googleapis.com/keras-applications/", 17,
+        "50bc09e76180e00e4465e1a485ddc09d",
     ),
-    "alexnet": BackboneSpec(  # hand-built (ftutils.alexnet): no ImageNet weights in Keras
-        alexnet.AlexNet, alexnet.preprocess_input, alexnet.MIN_SIZE, alexnet.PAPER_SIZE,
-        None, "", 0, {"groups": 1},  # one tower: the paper's 2-GPU split is 2x slower on a CPU
+    # hand-built (ftutils.alexnet): no ImageNet weights in Keras. Scaled to [-1, 1]: the
+    # paper subtracts its mean training image, which a model pretrained here does not have
+    "alexnet": BackboneSpec(
+        alexnet.AlexNet, "tf", alexnet.MIN_SIZE, alexnet.PAPER_SIZE, None, "", 0, None,
+        {"groups": 1},  # one tower: the paper's 2-GPU split is 2x slower on a CPU
     ),
 }  # fmt: skip
+
+#: ImageNet's mean pixel in BGR order, as ``preprocess_input(mode="caffe")`` subtracts it
+#: (keras/src/applications/imagenet_utils.py).
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 
 
 def spec(name: str) -> BackboneSpec:
@@ -92,7 +107,8 @@ def spec(name: str) -> BackboneSpec:
 def imagenet_weights_path(name: str) -> Path:
     """The ImageNet no-top weights file for ``name``: from the Keras cache, else downloaded.
 
-    Raises :class:`WeightsUnavailableError` naming the file and how to provide it offline.
+    A download is checked against the file's published hash; a truncated or corrupted one is
+    deleted. Raises :class:`WeightsUnavailableError` naming the file and how to provide it.
     """
     entry = spec(name)
     if entry.weights_file is None:
@@ -105,7 +121,7 @@ def imagenet_weights_path(name: str) -> Path:
     )
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # Keras' own URL line and progress bar
-            return Path(
+            path = Path(
                 keras.utils.get_file(
                     entry.weights_file,
                     entry.weights_url + entry.weights_file,
@@ -119,6 +135,38 @@ def imagenet_weights_path(name: str) -> Path:
             "they download on first use. Offline, put the file into $KERAS_HOME/models/ (see "
             "the README, 'Offline use'), or build with weights=None."
         ) from None
+    if entry.weights_hash is not None and file_hash(path, entry.weights_hash) != entry.weights_hash:
+        path.unlink()
+        raise WeightsUnavailableError(
+            f"the downloaded {path.name} does not match its published hash (a truncated or "
+            "corrupted download); it was deleted: run again to download it anew, or copy the "
+            "file into $KERAS_HOME/models/ from a machine that has it"
+        )
+    return path
+
+
+def file_hash(path: Path, like: str) -> str:
+    """The hex digest of ``path`` in the algorithm of ``like``: SHA-256 for 64 hex digits,
+    else MD5 (the hashes ``keras.applications`` publishes)."""
+    digest = hashlib.sha256() if len(like) == 64 else hashlib.md5()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_image_size(name: str, image_size: int | None) -> int:
+    """``image_size``, or the backbone's default for ``None``; a clear error below its minimum."""
+    entry = spec(name)
+    if image_size is None:
+        return entry.default_size
+    if not isinstance(image_size, int | np.integer) or image_size < entry.min_size:
+        raise BackboneError(
+            f"input size {image_size!r} is not usable for {name}: give a whole number of "
+            f"pixels >= {entry.min_size} (its minimum), e.g. {entry.default_size}, or None for "
+            "that default (images are resized by ftutils.data.make_dataset)"
+        )
+    return int(image_size)
 
 
 def get_base(
@@ -128,23 +176,35 @@ def get_base(
 ) -> keras.Model:
     """A convolutional base without its classifier, built at ``image_size`` (square, RGB).
 
-    ``weights``: ``"imagenet"``, ``None`` (random initialisation) or a path to a weights file.
+    ``weights``: ``"imagenet"``, ``None`` (random initialisation) or a path to a weights file
+    (``.weights.h5`` or Keras' ``.h5``) of this backbone.
     """
     entry = spec(name)
-    size = image_size or entry.default_size
-    if size < entry.min_size:
-        raise BackboneError(
-            f"input size {size} is below {name}'s minimum of {entry.min_size} px; use "
-            f"image_size >= {entry.min_size} (images are resized by ftutils.data.make_dataset)"
-        )
+    size = check_image_size(name, image_size)
     base = entry.constructor(
         input_shape=(size, size, 3), include_top=False, weights=None, **entry.kwargs
     )
-    if weights == "imagenet":
-        base.load_weights(imagenet_weights_path(name))
-    elif weights is not None:
-        base.load_weights(weights)
+    if weights is not None:
+        path = imagenet_weights_path(name) if weights == "imagenet" else Path(weights)
+        _load_weights(base, path, name)
     return base
+
+
+def _load_weights(base: keras.Model, path: Path, name: str) -> None:
+    """``base.load_weights(path)``, failing with the file's name instead of h5py's message."""
+    if not path.is_file():
+        raise WeightsUnavailableError(
+            f"weights file {path} does not exist; give the path of a weights file saved from "
+            f"a {name} base (model.save_weights), 'imagenet', or None for random weights"
+        )
+    try:
+        base.load_weights(path)
+    except (OSError, ValueError) as exc:
+        raise WeightsUnavailableError(
+            f"{path} is not a weights file for a {name} base ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0][:200]}); if it came from a download, delete it so it "
+            "downloads again, or give a file saved with model.save_weights from this backbone"
+        ) from None
 
 
 def freeze(base: keras.Model) -> None:
@@ -181,17 +241,26 @@ def unfreeze(base: keras.Model, top_n: int | None = None, from_layer: str | None
     return sum(layer.trainable for layer in base.layers)
 
 
-@keras.saving.register_keras_serializable(package="ftutils")
-class BackbonePreprocess(keras.layers.Layer):
-    """The backbone's own ``preprocess_input`` as a layer, so saved models carry it."""
+def preprocessing(name: str) -> keras.Layer:
+    """The backbone's ``preprocess_input`` as one standard Keras layer named ``preprocess``.
 
-    def __init__(self, backbone: str, **kwargs):
-        super().__init__(**kwargs)
-        self.backbone = backbone
-        self._preprocess = spec(backbone).preprocess
-
-    def call(self, inputs):
-        return self._preprocess(inputs)
-
-    def get_config(self) -> dict:
-        return {**super().get_config(), "backbone": self.backbone}
+    Standard layers only, so a saved classifier loads with plain ``keras.saving.load_model``
+    in any process, without ftutils. ``"tf"`` scaling is ``Rescaling(1/127.5, offset=-1)``;
+    ``"caffe"`` is a fixed, non-trainable ``Dense(3)`` on the channel axis whose kernel swaps
+    RGB to BGR and whose bias subtracts the ImageNet mean (exactly ``preprocess_input``'s
+    result: each output is one input channel plus a constant). It computes in float32 under
+    any precision policy: bfloat16 would round pixel values before the base sees them.
+    """
+    scaling = spec(name).scaling
+    if scaling == "tf":
+        return keras.layers.Rescaling(1 / 127.5, offset=-1.0, dtype="float32", name="preprocess")
+    if scaling == "caffe":
+        return keras.layers.Dense(
+            3,
+            kernel_initializer=keras.initializers.Constant(np.eye(3)[:, ::-1]),  # RGB -> BGR
+            bias_initializer=keras.initializers.Constant(-np.array(CAFFE_MEAN_BGR)),
+            trainable=False,
+            dtype="float32",
+            name="preprocess",
+        )
+    return keras.layers.Identity(dtype="float32", name="preprocess")

@@ -50,6 +50,27 @@ def key(*parts) -> str:
     return digest.hexdigest()[:20]
 
 
+def architecture(model: keras.Model) -> list:
+    """What ``model`` computes besides its weights: every leaf layer's class and config.
+
+    Layer names (which Keras numbers as models are built) and trainable flags (which do not
+    change a forward pass) are left out, so a rebuilt model keys alike; a changed layer, such
+    as another input scaling, keys differently.
+    """
+    return [
+        [type(layer).__name__, {k: v for k, v in layer.get_config().items()
+                                if k not in ("name", "trainable")}]
+        for layer in _leaf_layers(model)
+    ]  # fmt: skip
+
+
+def _leaf_layers(model: keras.Model) -> list[keras.Layer]:
+    leaves = []
+    for layer in model.layers:
+        leaves += _leaf_layers(layer) if isinstance(layer, keras.Model) else [layer]
+    return leaves
+
+
 def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
     """Call ``write(temporary_path)``, then move the file to ``path`` in one step.
 

@@ -193,10 +193,11 @@ def activations(
 
     ``data``: ImageData, or a ``tf.data.Dataset`` of batched images with values in [0, 255]
     (or of ``(images, labels)`` batches), which is passed through as it is. For ImageData,
-    the result is kept on disk, keyed by the extractor's weights, the images, the precision
-    policy and the library versions, when it takes at most :data:`DISK_LIMIT_BYTES`; larger
-    ones stay in memory only. Under a mixed-precision policy the base computes in float16
-    or bfloat16; the result is cast to float32. ``batch_size`` is per replica.
+    the result is kept on disk, keyed by the extractor's layers and weights, the images, the
+    precision policy and the library versions, when it takes at most
+    :data:`DISK_LIMIT_BYTES`; larger ones stay in memory only. Under a mixed-precision policy
+    the base computes in float16 or bfloat16; the result is cast to float32. ``batch_size``
+    is per replica.
     """
     if isinstance(data, tf.data.Dataset):
         return np.asarray(lower.predict(data, verbose=0), dtype="float32")
@@ -211,7 +212,7 @@ def activations(
 
 
 def _cache_path(lower: keras.Model, data: ImageData) -> Path:
-    key = cache.key(lower.name, lower.output.shape[1:], list(lower.weights), data.images)
+    key = cache.key(lower.name, cache.architecture(lower), list(lower.weights), data.images)
     return CACHE_DIR / "activations" / f"{lower.name[:40]}-{lower.input_shape[1]}px-{key}.npy"
 
 

@@ -34,7 +34,7 @@ def build_classifier(
         backbones.freeze(base)
         inputs = keras.Input(base.input_shape[1:], name="image")
         x = augmentation(inputs) if augmentation is not None else inputs
-        x = backbones.BackbonePreprocess(backbone, name="preprocess")(x)
+        x = backbones.preprocessing(backbone)(x)
         x = base(x, training=False)
         x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
         if dropout:

@@ -31,9 +31,63 @@ def test_unknown_backbone_lists_known_ones():
         backbones.get_base("mobilenet_v9", 96)
 
 
-def test_input_size_below_minimum():
-    with pytest.raises(BackboneError, match="below mobilenet_v2's minimum of 32"):
-        backbones.get_base("mobilenet_v2", 16)
+@pytest.mark.parametrize("size", [16, 0, -96, 96.5])
+def test_input_size_below_minimum_zero_negative_or_fractional(size):
+    with pytest.raises(BackboneError, match=r"not usable for mobilenet_v2.*pixels >= 32"):
+        backbones.get_base("mobilenet_v2", size)
+
+
+def test_no_input_size_means_the_backbones_default():
+    assert backbones.check_image_size("mobilenet_v2", None) == 224
+
+
+def test_a_weights_path_that_is_missing_or_not_a_weights_file_is_named(tmp_path):
+    missing = tmp_path / "missing.weights.h5"
+    with pytest.raises(WeightsUnavailableError, match=r"missing\.weights\.h5 does not exist"):
+        backbones.get_base("mobilenet_v2", 32, weights=missing)
+    not_weights = tmp_path / "photo.weights.h5"
+    not_weights.write_bytes(b"\xff\xd8 a JPEG, not HDF5")
+    with pytest.raises(WeightsUnavailableError, match=r"photo\.weights\.h5 is not a weights file"):
+        backbones.get_base("mobilenet_v2", 32, weights=not_weights)
+
+
+def test_a_download_that_does_not_match_its_hash_is_deleted_with_a_clear_error(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    target = tmp_path / "models" / backbones.spec("mobilenet_v2").weights_file
+
+    def truncated_download(*args, **kwargs):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(b"\x89HDF\r\n\x1a\n truncated")
+        return str(target)
+
+    monkeypatch.setattr(keras.utils, "get_file", truncated_download)
+    with pytest.raises(WeightsUnavailableError, match="does not match its published hash"):
+        backbones.get_base("mobilenet_v2", 32)
+    assert not target.exists()
+
+
+def test_cached_mobilenet_files_match_their_registered_hashes():
+    """The hashes the downloads are checked against are those of the offline cache's files."""
+    for name in ("mobilenet", "mobilenet_025", "mobilenet_v2"):
+        entry = backbones.spec(name)
+        path = backbones.imagenet_weights_path(name)
+        assert backbones.file_hash(path, entry.weights_hash) == entry.weights_hash, name
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v2", "vgg16", "resnet50", "efficientnet_b0"])
+def test_preprocessing_layer_matches_keras_preprocess_input(name, float32_policy):
+    module = {
+        "mobilenet_v2": keras.applications.mobilenet_v2,
+        "vgg16": keras.applications.vgg16,
+        "resnet50": keras.applications.resnet,
+        "efficientnet_b0": keras.applications.efficientnet,
+    }[name]
+    images = np.random.default_rng(0).uniform(0, 255, (2, 8, 8, 3)).astype("float32")
+    expected = module.preprocess_input(images.copy())
+    # Rescaling multiplies by 1/127.5 where preprocess_input divides: one rounding apart
+    np.testing.assert_allclose(backbones.preprocessing(name)(images), expected, atol=1e-6)
 
 
 def test_missing_weights_offline_name_the_file_and_the_fix(tmp_path, monkeypatch, capsys):

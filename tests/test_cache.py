@@ -59,3 +59,19 @@ def test_an_interrupted_write_leaves_no_file(tmp_path):
     cache.write_atomically(target, lambda temporary: np.save(temporary, np.ones(3)))
     np.testing.assert_array_equal(np.load(target), np.ones(3))
     assert [p.name for p in target.parent.iterdir()] == ["result.npy"]
+
+
+def test_a_rebuilt_model_keys_alike_and_another_input_scaling_does_not():
+    """Activations are keyed by what the extractor computes, not only by its weights: two
+    extractors with the same (no) weights but another preprocessing layer get two keys."""
+    import keras
+
+    def extractor(scaling: keras.Layer) -> keras.Model:
+        image = keras.Input((8, 8, 3))
+        return keras.Model(image, keras.layers.GlobalAveragePooling2D()(scaling(image)))
+
+    tf_scaling = extractor(keras.layers.Rescaling(1 / 127.5, offset=-1.0))
+    rebuilt = extractor(keras.layers.Rescaling(1 / 127.5, offset=-1.0))
+    other = extractor(keras.layers.Rescaling(1 / 255))
+    assert cache.key(cache.architecture(tf_scaling)) == cache.key(cache.architecture(rebuilt))
+    assert cache.key(cache.architecture(tf_scaling)) != cache.key(cache.architecture(other))
