@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
+# Under the tests a verdict that does not hold fails its notebook; `make run` prints it instead
+STRICT := FTUTILS_STRICT_VERDICTS=1
 # How many notebooks `make run` executes at once, and pytest-xdist workers for the unit tests
-# and nbval (each notebook stays in one worker: --dist loadscope)
+# and nbval (each notebook stays in one worker: --dist loadfile)
 JOBS ?= 2
 
 .PHONY: run test test-distributed lint unit nbval bench gpu-check cache-archive cache-restore clean
@@ -28,7 +30,12 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 run: $(VENV)/.installed
 	$(PY) scripts/run_book.py --jobs $(JOBS) $(NOTEBOOKS)
 
-test: lint unit nbval
+# Unit tests and notebooks in one pytest-xdist run, longest notebooks first, so neither core
+# waits for the other (tests/nbval_order.py); `make unit` and `make nbval` run one part.
+NBVAL_ARGS := --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
+	-p tests.nbval_stderr -p tests.nbval_order
+test: lint $(VENV)/.installed
+	$(STRICT) $(PY) -m pytest -n $(JOBS) --dist loadfile --nbval $(NBVAL_ARGS) tests notebooks
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check ftutils tests scripts bench notebooks
@@ -37,11 +44,8 @@ lint: $(VENV)/.installed
 unit: $(VENV)/.installed
 	$(PY) -m pytest -n $(JOBS) --dist loadfile tests
 
-# Under the tests a verdict that does not hold fails its notebook; `make run` prints it instead
-STRICT := FTUTILS_STRICT_VERDICTS=1
 nbval: $(VENV)/.installed
-	$(STRICT) $(PY) -m pytest --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
-		-p tests.nbval_stderr -n $(JOBS) --dist loadscope notebooks
+	$(STRICT) $(PY) -m pytest --nbval $(NBVAL_ARGS) -n $(JOBS) --dist loadfile notebooks
 
 # The GPU-shaped configuration on a CPU: two replicas (logical CPU devices) and bfloat16
 # mixed precision, for the unit tests and two notebooks whose verdicts must still hold.
