@@ -9,7 +9,7 @@ STRICT := FTUTILS_STRICT_VERDICTS=1
 # and nbval (each notebook stays in one worker: --dist loadfile)
 JOBS ?= 2
 
-.PHONY: run test test-distributed lint unit nbval bench gpu-check cache-archive cache-restore clean
+.PHONY: run test test-distributed lint unit nbval bench gpu-check cache-archive cache-restore clean clean-cache
 
 # A venv left half-made (no venv module, an unsupported Python) is removed, so the next run
 # starts clean instead of failing on it forever.
@@ -72,3 +72,8 @@ cache-restore:
 
 clean:
 	rm -rf build .pytest_cache
+
+# ftutils' cache of activations, pretrained weights and sweep results (see the README)
+clean-cache: $(VENV)/.installed
+	$(PY) -c "import shutil; from ftutils.config import CACHE_DIR as c; \
+		shutil.rmtree(c, ignore_errors=True); print('removed', c)"

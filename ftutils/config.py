@@ -9,12 +9,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import platformdirs
 
 #: The folder holding the ftutils package (the repository, for a clone).
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
-#: Where ftutils keeps what it can rebuild (checkpoints, cached features, sweep results).
-CACHE_DIR = Path(os.environ.get("FTUTILS_CACHE", PROJECT_DIR / ".cache" / "ftutils"))
+#: Where ftutils keeps what it can rebuild (cached activations, source-pretrained weights,
+#: sweep results): ``$FTUTILS_CACHE``, else the platform's user cache folder (on Linux
+#: ``~/.cache/ftutils``), never inside the installed package.
+CACHE_DIR = Path(os.environ.get("FTUTILS_CACHE") or platformdirs.user_cache_dir("ftutils"))
 
 
 def keras_home() -> Path:

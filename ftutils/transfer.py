@@ -36,6 +36,28 @@ def train_from_scratch(
     return fit_classifier(model, train, val, epochs, phase="scratch", **fit_kwargs)
 
 
+def source_weights_path(
+    backbone: str,
+    image_size: int,
+    per_class: int = 300,
+    epochs: int = 5,
+    learning_rate: float = 1e-3,
+    seed: int = 0,
+) -> Path:
+    """Where :func:`source_pretrained_weights` keeps the weights of this configuration."""
+    config = {
+        "backbone": backbone,
+        "image_size": image_size,
+        "per_class": per_class,
+        "epochs": epochs,
+        "learning_rate": learning_rate,
+        "seed": seed,
+        "classes": SOURCE_CLASSES,
+        "batchnorm": "recalibrated",
+    }
+    return CACHE_DIR / "pretrained" / f"{backbone}-{config_key('source', config)}.weights.h5"
+
+
 def source_pretrained_weights(
     backbone: str,
     image_size: int,
@@ -47,20 +69,10 @@ def source_pretrained_weights(
 ) -> Path:
     """Pretrain ``backbone`` from random weights on the source split; return its base weights.
 
-    The weights file is cached under the full configuration, so notebooks that share a
-    configuration pretrain once.
+    The weights file is cached under the full configuration (:func:`source_weights_path`), so
+    notebooks that share a configuration pretrain once.
     """
-    config = {
-        "backbone": backbone,
-        "image_size": image_size,
-        "per_class": per_class,
-        "epochs": epochs,
-        "learning_rate": learning_rate,
-        "seed": seed,
-        "classes": SOURCE_CLASSES,
-        "batchnorm": "recalibrated",
-    }
-    path = CACHE_DIR / "pretrained" / f"{backbone}-{config_key('source', config)}.weights.h5"
+    path = source_weights_path(backbone, image_size, per_class, epochs, learning_rate, seed)
     if path.is_file():
         return path
     source, _ = data.load_fashion_mnist(list(SOURCE_CLASSES))
