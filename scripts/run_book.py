@@ -3,8 +3,13 @@
     python scripts/run_book.py notebooks/*.ipynb            # executed copies + HTML in build/
     python scripts/run_book.py --jobs 2 notebooks/*.ipynb   # two notebooks at a time
     python scripts/run_book.py --inplace notebooks/01_*.ipynb  # refresh committed outputs
+    python scripts/run_book.py -p DATASET '"path/to/photos"' -p IMAGE_SIZE 160 notebooks/01_*.ipynb
 
-Without --inplace the committed notebooks are left untouched. Exits non-zero when any
+Without --inplace the committed notebooks are left untouched. ``-p NAME VALUE`` overrides a
+parameter (VALUE is read as a Python literal, else taken as a string): as papermill does, a
+cell tagged ``injected-parameters`` with the assignments goes right after the cell tagged
+``parameters``, so the notebook runs with the defaults first replaced. Committed notebooks
+carry the default run only, so ``-p`` cannot be combined with ``--inplace``. Exits non-zero when any
 notebook fails, naming the failing cell. Each notebook's line ends with how many of its
 verdicts were confirmed; with FTUTILS_STRICT_VERDICTS=1 a verdict that does not hold fails
 its notebook, otherwise it is printed as NOT CONFIRMED and the run goes on.
@@ -13,6 +18,7 @@ its notebook, otherwise it is printed as NOT CONFIRMED and the run goes on.
 from __future__ import annotations
 
 import argparse
+import ast
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -39,12 +45,54 @@ def verdict_counts(nb: nbformat.NotebookNode) -> tuple[int, int]:
     )
 
 
-def execute(path: Path, out_dir: Path | None, log_dir: Path, timeout: int) -> tuple[bool, str]:
+def parameter_value(text: str):
+    """A ``-p`` value: a Python literal (``160``, ``[5, 20]``, ``'x'``), else the text itself."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def inject_parameters(nb: nbformat.NotebookNode, parameters: dict, name: str) -> None:
+    """Put a cell assigning ``parameters`` right after the cell tagged ``parameters``.
+
+    Names the parameters cell does not assign are refused (a typo would otherwise be ignored).
+    """
+    index = next(
+        (i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])), None
+    )
+    if index is None:
+        raise SystemExit(f"{name} has no cell tagged 'parameters': -p cannot set anything in it")
+    known = {
+        target.id
+        for node in ast.parse(nb.cells[index].source).body
+        if isinstance(node, ast.Assign)
+        for target in node.targets
+        if isinstance(target, ast.Name)
+    }
+    unknown = sorted(set(parameters) - known)
+    if unknown:
+        raise SystemExit(
+            f"{name} has no parameter {', '.join(unknown)}; "
+            f"its parameters: {', '.join(sorted(known))}"
+        )
+    source = "# Injected parameters (run_book.py -p)\n" + "\n".join(
+        f"{key} = {value!r}" for key, value in parameters.items()
+    )
+    cell = nbformat.v4.new_code_cell(source, metadata={"tags": ["injected-parameters"]})
+    nb.cells.insert(index + 1, cell)
+
+
+def execute(
+    path: Path, out_dir: Path | None, log_dir: Path, timeout: int, parameters: dict | None = None
+) -> tuple[bool, str]:
     """Run one notebook with its folder as working directory; save it; return (ok, detail).
 
     The kernel's own messages (Jupyter's and TensorFlow's logs) go to ``log_dir/NAME.log``.
     """
     nb = nbformat.read(path, as_version=4)
+    if parameters:
+        inject_parameters(nb, parameters, path.name)
     client = NotebookClient(
         nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": path.parent}}
     )
@@ -85,16 +133,31 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("build"), help="output folder")
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per cell")
     parser.add_argument("--jobs", type=int, default=1, help="notebooks run at the same time")
+    parser.add_argument(
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="override a parameter of the notebooks' 'parameters' cell (repeatable)",
+    )
     args = parser.parse_args()
+    parameters = {name: parameter_value(value) for name, value in args.parameter}
+    if parameters and args.inplace:
+        parser.error("-p runs a variant: committed notebooks keep their default run (no --inplace)")
     out_dir = None if args.inplace else args.out
     log_dir = args.out / "logs"
     start = time.perf_counter()
     if args.jobs <= 1:
-        results = [timed_execute(path, out_dir, log_dir, args.timeout) for path in args.notebooks]
+        results = [
+            timed_execute(path, out_dir, log_dir, args.timeout, parameters)
+            for path in args.notebooks
+        ]
     else:
         with ProcessPoolExecutor(max_workers=args.jobs) as pool:
             runs = [
-                pool.submit(timed_execute, p, out_dir, log_dir, args.timeout)
+                pool.submit(timed_execute, p, out_dir, log_dir, args.timeout, parameters)
                 for p in args.notebooks
             ]
             results = [run.result() for run in as_completed(runs)]  # in the order they finish
@@ -107,11 +170,11 @@ def main() -> int:
 
 
 def timed_execute(
-    path: Path, out_dir: Path | None, log_dir: Path, timeout: int
+    path: Path, out_dir: Path | None, log_dir: Path, timeout: int, parameters: dict
 ) -> tuple[bool, str]:
     """:func:`execute`, then the notebook's line: name, seconds, status."""
     start = time.perf_counter()
-    ok, detail = execute(path, out_dir, log_dir, timeout)
+    ok, detail = execute(path, out_dir, log_dir, timeout, parameters)
     status = detail if ok else f"FAILED ({detail})"
     print(f"{path.name:<40} {time.perf_counter() - start:7.1f} s  {status}", flush=True)
     return ok, detail

@@ -1,0 +1,59 @@
+"""scripts/run_book.py: parameters injected after the `parameters` cell, one line a notebook."""
+
+import subprocess
+import sys
+
+import nbformat
+import pytest
+
+from tests.script_loader import SCRIPTS, load_script
+
+
+def _notebook(path):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    defaults = 'SIZE = 96\nDATASET = "fashion_mnist"'
+    nb.cells = [
+        nbformat.v4.new_code_cell(defaults, metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell('print(f"{DATASET} at {SIZE} px")'),
+    ]
+    nbformat.write(nb, path)
+    return path
+
+
+def test_values_are_python_literals_else_text():
+    run_book = load_script("run_book")
+    assert run_book.parameter_value("160") == 160
+    assert run_book.parameter_value("[5, 20]") == [5, 20]
+    assert run_book.parameter_value("data/own photos") == "data/own photos"
+
+
+def test_injected_cell_follows_the_parameters_cell_and_unknown_names_are_refused(tmp_path):
+    run_book = load_script("run_book")
+    nb = nbformat.read(_notebook(tmp_path / "toy.ipynb"), as_version=4)
+    run_book.inject_parameters(nb, {"SIZE": 32}, "toy.ipynb")
+    assert nb.cells[1].metadata["tags"] == ["injected-parameters"]
+    assert "SIZE = 32" in nb.cells[1].source
+    with pytest.raises(SystemExit, match="toy.ipynb has no parameter SIZ; its parameters: "):
+        run_book.inject_parameters(nb, {"SIZ": 32}, "toy.ipynb")
+
+
+def test_a_notebook_runs_with_the_injected_values_and_inplace_is_refused(tmp_path):
+    path = _notebook(tmp_path / "toy.ipynb")
+    command = [sys.executable, str(SCRIPTS / "run_book.py"), "--out", str(tmp_path / "out")]
+    done = subprocess.run(
+        [*command, "-p", "DATASET", "/data/my photos", "-p", "SIZE", "32", str(path)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "toy.ipynb" in done.stdout and "ok" in done.stdout
+    executed = nbformat.read(tmp_path / "out" / "toy.ipynb", as_version=4)
+    assert executed.cells[2].outputs[0]["text"] == "/data/my photos at 32 px\n"
+    refused = subprocess.run(
+        [*command, "--inplace", "-p", "SIZE", "32", str(path)], capture_output=True, text=True
+    )
+    assert refused.returncode == 2 and "no --inplace" in refused.stderr
