@@ -9,7 +9,7 @@ STRICT := FTUTILS_STRICT_VERDICTS=1
 # and nbval (each notebook stays in one worker: --dist loadfile)
 JOBS ?= 2
 
-.PHONY: run test test-distributed lint unit nbval bench gpu-check cache-archive cache-restore clean clean-cache
+.PHONY: run test test-distributed test-folder lint unit nbval bench gpu-check cache-archive cache-restore clean clean-cache
 
 # A venv left half-made (no venv module, an unsupported Python) is removed, so the next run
 # starts clean instead of failing on it forever.
@@ -54,6 +54,14 @@ test-distributed: $(VENV)/.installed
 	$(DISTRIBUTED) $(PY) -m pytest tests
 	$(STRICT) $(DISTRIBUTED) $(PY) scripts/run_book.py --out build/distributed \
 		notebooks/01_introduction.ipynb notebooks/04_4_finetuning_workflow.ipynb
+
+# Notebook 01 on a generated image folder (Chinese class names, a greyscale, an RGBA and a
+# corrupt file): the path a reader's own photos take. Verdicts print, they do not fail it.
+OWN_IMAGES := build/own_images
+test-folder: $(VENV)/.installed
+	rm -rf $(OWN_IMAGES) && $(PY) scripts/make_image_folder.py $(OWN_IMAGES) --awkward
+	$(PY) scripts/run_book.py --out build/folder -p DATASET $(abspath $(OWN_IMAGES)) \
+		-p IMAGE_SIZE 32 -p IMAGES_PER_CLASS 30 -p TEST_PER_CLASS 8 notebooks/01_introduction.ipynb
 
 bench: $(VENV)/.installed
 	$(PY) bench/fast_path.py

@@ -91,6 +91,9 @@ def execute(
     The kernel's own messages (Jupyter's and TensorFlow's logs) go to ``log_dir/NAME.log``.
     """
     nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:  # a failed run must not show, or count, the committed outputs below it
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
     if parameters:
         inject_parameters(nb, parameters, path.name)
     client = NotebookClient(
