@@ -155,6 +155,58 @@ def split(data: ImageData, fraction: float, seed: int = 0) -> tuple[ImageData, I
     )
 
 
+def three_way_split(
+    data: ImageData, val_fraction: float, test_fraction: float, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stratified, seeded indices into ``data`` for training, validation and test (§2.1).
+
+    Each class gives about ``val_fraction`` and ``test_fraction`` of its images to the
+    validation and test sets and at least one to each of the three, so every class needs
+    at least 3 images. Validation chooses (early stopping, settings); test only measures.
+    """
+    if not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise DataError(
+            f"validation and test fractions must each be between 0 and 1 and leave images for "
+            f"training; got {val_fraction} and {test_fraction} (e.g. use 0.15 and 0.15)"
+        )
+    rng = np.random.default_rng(seed)
+    parts: tuple[list, list, list] = ([], [], [])
+    for c, name in enumerate(data.class_names):
+        idx = rng.permutation(np.flatnonzero(data.labels == c))
+        if len(idx) < 3:
+            raise DataError(
+                f"class {name!r} has {len(idx)} image(s); splitting into training, validation "
+                "and test needs at least 3 images per class (one for each) and about "
+                f"{int(np.ceil(1 / min(val_fraction, test_fraction)))} for the fractions asked: "
+                "add images to it or remove its folder"
+            )
+        n_test = min(max(1, round(test_fraction * len(idx))), len(idx) - 2)
+        n_val = min(max(1, round(val_fraction * len(idx))), len(idx) - 1 - n_test)
+        parts[0].append(idx[n_val + n_test :])
+        parts[1].append(idx[:n_val])
+        parts[2].append(idx[n_val : n_val + n_test])
+    train, val, test = (rng.permutation(np.concatenate(part)) for part in parts)
+    return train, val, test
+
+
+def imbalance(data: ImageData, max_ratio: float = 5.0) -> str | None:
+    """A warning naming every class's count when the largest class has more than
+    ``max_ratio`` times the images of the smallest; None when the classes are balanced enough.
+
+    With unbalanced classes overall accuracy mostly reflects the large ones (§2.1).
+    """
+    counts = data.class_counts()
+    if counts.max() <= max_ratio * counts.min():
+        return None
+    ratio = counts.max() / counts.min() if counts.min() else np.inf
+    listed = ", ".join(f"{name} {n}" for name, n in zip(data.class_names, counts, strict=True))
+    return (
+        f"the classes are unbalanced: the largest has {ratio:.1f} times "
+        f"the images of the smallest ({listed}); overall accuracy then mostly reflects the "
+        "large classes: read the per-class accuracy, or add images to the small classes"
+    )
+
+
 def load_image_folder(path: str | Path, image_size: int) -> ImageData:
     """Load ``path/<class name>/<image>`` files, resized to ``image_size`` square RGB.
 
@@ -163,6 +215,12 @@ def load_image_folder(path: str | Path, image_size: int) -> ImageData:
     warning naming it (``keras.utils.image_dataset_from_directory`` would stop the whole
     epoch at it instead).
     """
+    return load_image_folder_files(path, image_size)[0]
+
+
+def load_image_folder_files(path: str | Path, image_size: int) -> tuple[ImageData, list[Path]]:
+    """:func:`load_image_folder`, and the file each image was read from (in the same order,
+    skipped files left out): for a report that names the images it shows."""
     root = Path(path)
     if not root.is_dir():
         raise DataError(
@@ -175,34 +233,44 @@ def load_image_folder(path: str | Path, image_size: int) -> ImageData:
             f"{root} has {len(class_dirs)} class folder(s); a classifier needs at least two: "
             "put each class's images in its own sub-folder"
         )
-    images, labels = [], []
+    images, labels, read = [], [], []
     for label, class_dir in enumerate(class_dirs):
         files = sorted(
             p for p in class_dir.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
         )
-        decoded = [img for img in (_decode(f, image_size) for f in files) if img is not None]
+        decoded = [(f, img) for f in files if (img := _decode(f, image_size)) is not None]
         if not decoded:
             found = "no image files" if not files else f"{len(files)} files, none decodable"
             raise DataError(
                 f"class folder {class_dir} has {found} ({', '.join(sorted(IMAGE_EXTENSIONS))}); "
                 "add images to it or remove the folder"
             )
-        images += decoded
+        read += [f for f, _ in decoded]
+        images += [img for _, img in decoded]
         labels += [label] * len(decoded)
     names = tuple(p.name for p in class_dirs)
-    return ImageData(np.stack(images), np.array(labels, dtype="int64"), names)
+    return ImageData(np.stack(images), np.array(labels, dtype="int64"), names), read
+
+
+def read_image(file: str | Path, image_size: int) -> np.ndarray:
+    """One image file as an ``image_size`` square RGB uint8 array, decoded and resized as
+    :func:`load_image_folder` does (grey becomes RGB; an alpha channel is dropped)."""
+    try:
+        image = tf.io.decode_image(Path(file).read_bytes(), channels=3, expand_animations=False)
+    except (tf.errors.InvalidArgumentError, tf.errors.UnknownError):
+        raise DataError(f"{file} is not a readable image (corrupt or wrong format)") from None
+    resized = tf.image.resize(image, (image_size, image_size), antialias=True)
+    return tf.cast(tf.round(resized), tf.uint8).numpy()
 
 
 def _decode(file: Path, image_size: int) -> np.ndarray | None:
     try:
-        image = tf.io.decode_image(file.read_bytes(), channels=3, expand_animations=False)
-    except (tf.errors.InvalidArgumentError, tf.errors.UnknownError):
+        return read_image(file, image_size)
+    except DataError:
         warnings.warn(
             f"skipping {file}: not a readable image (corrupt or wrong format)", stacklevel=3
         )
         return None
-    resized = tf.image.resize(image, (image_size, image_size), antialias=True)
-    return tf.cast(tf.round(resized), tf.uint8).numpy()
 
 
 def load_tf_flowers(image_size: int, test_fraction: float = 0.2) -> tuple[ImageData, ImageData]:

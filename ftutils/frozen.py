@@ -243,12 +243,14 @@ def fit_arrays(
     phase: str = "head",
     callbacks_extra: Sequence[keras.callbacks.Callback] = (),
     verbose: int = 0,
+    run_dir: str | Path | None = None,
 ) -> TrainingRecord:
     """Fit a compiled model on in-memory arrays (cached activations); append to ``record``.
 
     ``patience`` stops early on validation loss and keeps the best epoch. ``batch_size`` is
     per replica; with several replicas, fewer examples than there are replicas are left out
-    of each pass (see ``ftutils.data.make_dataset``).
+    of each pass (see ``ftutils.data.make_dataset``). ``run_dir``: resumable after a kill,
+    in ``run_dir/<phase>`` (``ftutils.training.resumable_callbacks``).
     """
     record = record if record is not None else TrainingRecord()
     replicas = distribute.replicas(model)
@@ -261,7 +263,7 @@ def fit_arrays(
             validation_data=(x_val[:n_val], y_val[:n_val]),
             epochs=epochs,
             batch_size=distribute.global_batch(batch_size, model),
-            callbacks=[*callbacks(patience), *callbacks_extra],
+            callbacks=[*callbacks(patience, run_dir=run_dir, phase=phase), *callbacks_extra],
             verbose=verbose,
         )
     record.add(phase, history)

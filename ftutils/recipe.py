@@ -9,17 +9,36 @@ features from several depths of two frozen bases, several heads averaged, as one
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from ftutils import backbones, config, frozen, models
+from ftutils import backbones, cache, config, frozen, models
 from ftutils.data import ImageData
 from ftutils.training import TrainingRecord, callbacks, compile_classifier, fit_classifier
 
 Data = ImageData | tf.data.Dataset
+
+#: In a run folder (``fine_tune(run_dir=...)``): the phases that have finished, with the
+#: record's rows of each, and (in each phase's folder) the weights it ended with.
+PHASES_FILE = "phases.json"
+END_WEIGHTS = "end-weights.npz"
+
+#: The first layer of each base's last block: where :func:`fine_tune` starts to unfreeze when
+#: only the top block is to be fine-tuned (§4.4). No skip connection crosses these cuts, so
+#: everything below them stays frozen and is computed once.
+TOP_BLOCK = {
+    "mobilenet": "conv_dw_13",
+    "mobilenet_025": "conv_dw_13",
+    "mobilenet_v2": "block_16_expand",
+    "vgg16": "block5_conv1",
+    "resnet50": "conv5_block3_1_conv",
+    "efficientnet_b0": "block7a_expand_conv",
+}
 
 
 def fine_tune(
@@ -38,6 +57,7 @@ def fine_tune(
     seed: int = 0,
     record: TrainingRecord | None = None,
     verbose: int = 0,
+    run_dir: str | Path | None = None,
 ) -> TrainingRecord:
     """Train a :func:`ftutils.models.build_classifier` model in the two phases of §4.4.
 
@@ -53,20 +73,42 @@ def fine_tune(
     after ``patience`` epochs without improvement and keep their best epoch; both append to
     one record. Skip a phase with 0 epochs. ``seed`` shuffles ImageData through the network
     (a Dataset shuffles itself). The model comes back compiled.
+
+    ``run_dir``: a folder that makes the training resumable. Each phase's fits can be killed
+    and resumed from their last finished epoch (``ftutils.training.resumable_callbacks``, in
+    ``run_dir/head`` and ``run_dir/fine-tune``; early stopping continues its count and keeps
+    the best epoch, also one from before the kill). A finished phase is noted in
+    ``run_dir/phases.json`` with its record rows, beside the weights it ended with: the same
+    call again skips it, restores them and goes on with the next phase (so after both
+    phases, it only restores the result). Give each training its own folder: the same model,
+    data and arguments.
     """
     record = record if record is not None else TrainingRecord()
     base = models.base_of(model)
     cached = not frozen.augments(model)
-    fit_kwargs = {"patience": patience, "batch_size": batch_size, "verbose": verbose}
+    run = Path(run_dir) if run_dir is not None else None
+    fit_kwargs = {
+        "patience": patience,
+        "batch_size": batch_size,
+        "verbose": verbose,
+        "run_dir": run,
+    }
     if head_epochs:
         backbones.freeze(base)
-        _train_part(model, "pool", train, val, head_epochs, head_lr, optimizer, record, "head",
-                    cached, fit_kwargs, seed)  # fmt: skip
+        if not _restored(run, "head", model, record, verbose):
+            first = len(record.rows)
+            _train_part(model, "pool", train, val, head_epochs, head_lr, optimizer, record,
+                        "head", cached, fit_kwargs, seed)  # fmt: skip
+            _finished(run, "head", model, record.rows[first:])
     if finetune_epochs:
         backbones.unfreeze(base, top_n=unfreeze_top_n, from_layer=unfreeze_from)
         cut_at = unfreeze_from if isinstance(train, ImageData) and unfreeze_top_n is None else None
-        _train_part(model, cut_at, train, val, finetune_epochs, finetune_lr, optimizer, record,
-                    "fine-tune", cached and cut_at is not None, fit_kwargs, seed)  # fmt: skip
+        if not _restored(run, "fine-tune", model, record, verbose):
+            first = len(record.rows)
+            _train_part(model, cut_at, train, val, finetune_epochs, finetune_lr, optimizer,
+                        record, "fine-tune", cached and cut_at is not None, fit_kwargs,
+                        seed)  # fmt: skip
+            _finished(run, "fine-tune", model, record.rows[first:])
     if not model.compiled:  # trained through its parts: ready for evaluate() all the same
         compile_classifier(model, optimizer, finetune_lr if finetune_epochs else head_lr)
     return record
@@ -91,10 +133,40 @@ def _train_part(model, at, train, val, epochs, learning_rate, optimizer, record,
         validation_data=val,
         epochs=epochs,
         shuffle=False,  # a Dataset shuffles itself, or not
-        callbacks=callbacks(fit_kwargs["patience"]),
+        callbacks=callbacks(fit_kwargs["patience"], run_dir=fit_kwargs["run_dir"], phase=phase),
         verbose=fit_kwargs["verbose"],
     )
     record.add(phase, history)
+
+
+def _phases(run: Path) -> dict:
+    """The finished phases noted in a run folder: phase -> its record rows."""
+    path = run / PHASES_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def _restored(run: Path | None, phase: str, model, record: TrainingRecord, verbose: int) -> bool:
+    """Whether an earlier call with this run folder finished ``phase``; if so, the model gets
+    the weights that phase ended with and ``record`` its rows."""
+    if run is None or phase not in (finished := _phases(run)):
+        return False
+    with np.load(run / phase / END_WEIGHTS) as weights:
+        model.set_weights([weights[f"arr_{i}"] for i in range(len(weights.files))])
+    record.rows.extend(finished[phase])
+    if verbose:
+        print(f"{phase}: finished in an earlier run; its weights and record restored from {run}")
+    return True
+
+
+def _finished(run: Path | None, phase: str, model, rows: list[dict]) -> None:
+    """Note in the run folder that ``phase`` has finished: its weights first, then its rows."""
+    if run is None:
+        return
+    weights = model.get_weights()
+    cache.write_atomically(run / phase / END_WEIGHTS, lambda tmp: np.savez(tmp, *weights))
+    phases = {**_phases(run), phase: rows}
+    text = json.dumps(phases, ensure_ascii=False)
+    cache.write_atomically(run / PHASES_FILE, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def _activations(lower: keras.Model, data: Data) -> tuple[np.ndarray, np.ndarray]:

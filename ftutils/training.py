@@ -1,19 +1,22 @@
 """Compile, fit, evaluate and record a classifier's training (§3.2-§3.3, §4.4).
 
 Every phase of a training (the head, then the fine-tune: ``ftutils.recipe.fine_tune``)
-appends to one :class:`TrainingRecord`, so their curves share a time axis.
+appends to one :class:`TrainingRecord`, so their curves share a time axis. Given a run
+folder, a fit can be killed and resumed from its last finished epoch
+(:func:`resumable_callbacks`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from ftutils import distribute
+from ftutils import cache, distribute
 from ftutils.config import set_seed
 from ftutils.data import ImageData, check_labels, make_dataset
 
@@ -34,10 +37,16 @@ class TrainingRecord:
 
     def add(self, phase: str, history: keras.callbacks.History, validation_freq: int = 1) -> None:
         """Append a ``fit``'s epochs; with ``validation_freq`` k, validation metrics exist for
-        every k-th epoch only (as Keras validates) and are NaN on the others."""
+        every k-th epoch only (as Keras validates) and are NaN on the others.
+
+        Keras counts those epochs from the first epoch of the training, not of this ``fit``
+        call: a fit resumed at epoch 3 (``initial_epoch=2`` or a backup) with k = 2
+        validates its 2nd, 4th... epochs. ``history.epoch`` holds those numbers.
+        """
         metrics = history.history
         epochs = len(metrics.get("loss", next(iter(metrics.values()), [])))
-        validated = [i for i in range(epochs) if (i + 1) % validation_freq == 0]
+        numbers = getattr(history, "epoch", None) or range(epochs)
+        validated = [i for i, epoch in enumerate(numbers) if (epoch + 1) % validation_freq == 0]
         for name, values in metrics.items():
             if len(values) not in (epochs, len(validated)):
                 raise ValueError(
@@ -92,8 +101,19 @@ def compile_classifier(
     distribute.adapt_for_multiworker(model)
 
 
-def callbacks(patience: int | None = None, checkpoint: str | Path | None = None) -> list:
-    """Early stopping on validation loss (best weights restored) and a best-model checkpoint."""
+def callbacks(
+    patience: int | None = None,
+    checkpoint: str | Path | None = None,
+    run_dir: str | Path | None = None,
+    phase: str = "train",
+) -> list:
+    """Early stopping on validation loss (best weights restored) and a best-model checkpoint.
+
+    With ``run_dir``, the fit can also be killed and resumed: :func:`resumable_callbacks`
+    in ``run_dir/<phase>``.
+    """
+    if run_dir is not None:
+        return resumable_callbacks(Path(run_dir) / phase, patience, checkpoint)
     result: list[keras.callbacks.Callback] = []
     if patience is not None:
         result.append(
@@ -111,6 +131,151 @@ def callbacks(patience: int | None = None, checkpoint: str | Path | None = None)
     return result
 
 
+#: What a run folder keeps for one phase of a training (``run_dir/<phase>/``).
+BACKUP_DIR = "backup"  # Keras' BackupAndRestore: weights, optimizer and epoch; gone at the end
+EPOCH_LOG = "epochs.json"  # every finished epoch's logs (loss, accuracy, val_loss, ...)
+BEST_WEIGHTS = "best.weights.h5"  # the epoch with the lowest validation loss so far
+
+
+def resumable_callbacks(
+    phase_dir: str | Path,
+    patience: int | None = None,
+    checkpoint: str | Path | None = None,
+) -> list[keras.callbacks.Callback]:
+    """:func:`callbacks` for a fit that a restart with the same ``phase_dir`` resumes (§4.4).
+
+    After every epoch ``phase_dir`` gets Keras' ``BackupAndRestore`` backup (``backup/``,
+    deleted when the fit ends), that epoch's logs (``epochs.json``) and, when its validation
+    loss is the lowest so far, its weights (``best.weights.h5``, a ``ModelCheckpoint``). A fit
+    restarted after a kill continues after the last backed-up epoch, so at most the epoch
+    that was running is lost; its History (and so its :class:`TrainingRecord`) starts with
+    the logged epochs before the interruption.
+
+    Early stopping after a resume behaves as if the fit had never stopped: EarlyStopping's
+    state is not in Keras' backup, so it is replayed from the logged validation losses
+    (patience counts from the best epoch before the interruption), and when that epoch is
+    still the best at the end, its weights are loaded from ``best.weights.h5``. The order in
+    which the training images are shuffled restarts with the process, so a resumed fit is
+    close to, not identical with, an uninterrupted one. A finished fit leaves no backup: the
+    same call again trains from the start.
+    """
+    phase_dir = Path(phase_dir)
+    best = _ResumedCheckpoint(phase_dir / BEST_WEIGHTS, weights_only=True)
+    extra = [_ResumedCheckpoint(Path(checkpoint), weights_only=False)] if checkpoint else []
+    stopping = [] if patience is None else [_ResumedEarlyStopping(patience, best.filepath)]
+    history = _LoggedHistory(phase_dir / EPOCH_LOG, resumed=[best, *extra, *stopping])
+    # Order matters within each epoch's end: the log is written first and the backup last, so
+    # a kill in between leaves a log that is ahead of the backup (and trimmed), never behind.
+    return [history, best, *extra, *stopping, _Backup(phase_dir / BACKUP_DIR)]
+
+
+def _best_epoch(past: list[dict]) -> tuple[int | None, float | None, int]:
+    """(index, value, epochs without improvement since) of the lowest ``val_loss`` in
+    ``past``, counted as ``keras.callbacks.EarlyStopping`` counts (epochs without one skipped)."""
+    index, best, wait = None, None, 0
+    for i, logs in enumerate(past):
+        value = logs.get("val_loss")
+        if value is None:
+            continue
+        wait += 1
+        if best is None or value < best:
+            index, best, wait = i, value, 0
+    return index, best, wait
+
+
+class _LoggedHistory(keras.callbacks.History):
+    """The fit's History, also written to a file after every epoch; a resumed fit's History
+    starts with the logged epochs before the interruption, and the ``resumed`` callbacks are
+    told about them (``resume(past)``) before its first epoch."""
+
+    def __init__(self, path: Path, resumed: list):
+        super().__init__()
+        self.path, self.resumed = path, resumed
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        super().on_train_begin(logs)
+        self.history, self.rows, self.started = {}, [], False
+        self.model.history = self  # what fit returns, also when a resume leaves no epoch to run
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        if not self.started:
+            self._resume(epoch)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        super().on_epoch_end(epoch, logs)
+        self.rows = [*self.rows[:epoch], dict(logs or {})]
+        cache.write_atomically(self.path, lambda tmp: tmp.write_text(json.dumps(self.rows)))
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        if not self.started:  # killed after the last epoch's backup: nothing was left to run
+            self._resume(None)
+
+    def _resume(self, epoch: int | None) -> None:
+        """Take the logged epochs before ``epoch`` (all of them for None) as this fit's own."""
+        self.started = True
+        logged = json.loads(self.path.read_text()) if self.path.is_file() else []
+        self.rows = logged if epoch is None else logged[:epoch]  # a fresh fit: epoch 0, none
+        for i, past in enumerate(self.rows):
+            super().on_epoch_end(i, past)
+        for callback in self.resumed:
+            callback.resume(self.rows)
+
+
+class _ResumedCheckpoint(keras.callbacks.ModelCheckpoint):
+    """Saves the epoch of lowest validation loss; after a resume, only one better than the
+    best epoch before the interruption."""
+
+    def __init__(self, path: Path, weights_only: bool):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        super().__init__(
+            str(path), monitor="val_loss", save_best_only=True, save_weights_only=weights_only
+        )
+
+    def resume(self, past: list[dict]) -> None:
+        self.best = _best_epoch(past)[1]
+
+
+class _ResumedEarlyStopping(keras.callbacks.EarlyStopping):
+    """EarlyStopping (best weights restored) that continues the count of an interrupted fit.
+
+    Its best epoch may lie before the interruption: its weights are then in ``best_file``
+    (see :func:`resumable_callbacks`) rather than in memory, and are loaded at the end.
+    """
+
+    ON_DISK = object()  # in place of best weights that are in best_file
+
+    def __init__(self, patience: int, best_file: str):
+        super().__init__(monitor="val_loss", patience=patience, restore_best_weights=True)
+        self.best_file = best_file
+
+    def resume(self, past: list[dict]) -> None:
+        index, best, wait = _best_epoch(past)
+        if index is not None:
+            self.best, self.best_epoch, self.wait = best, index, wait
+            self.best_weights = self.ON_DISK
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        on_disk = self.best_weights is self.ON_DISK
+        if on_disk:
+            self.best_weights = None
+        super().on_train_end(logs)
+        if on_disk:
+            self.model.load_weights(self.best_file)
+
+
+class _Backup(keras.callbacks.BackupAndRestore):
+    """Keras' BackupAndRestore, keeping the previous epoch's backup too (a kill while one is
+    written leaves the other whole), and forgetting the resumed epoch at the end: Keras 3.15
+    leaves it in ``model._initial_epoch``, so the model's next fit would skip as many epochs."""
+
+    def __init__(self, backup_dir: Path):
+        super().__init__(str(backup_dir), double_checkpoint=True)
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        super().on_train_end(logs)
+        self.model._initial_epoch = None
+
+
 def fit_classifier(
     model: keras.Model,
     train: ImageData,
@@ -123,12 +288,15 @@ def fit_classifier(
     patience: int | None = None,
     checkpoint: str | Path | None = None,
     verbose: int = 2,
+    run_dir: str | Path | None = None,
 ) -> TrainingRecord:
     """Fit an already compiled classifier on ImageData; append the epochs to ``record``.
 
     ``batch_size`` is per replica: with several replicas (GPUs, workers) each step
     consumes ``batch_size`` images on each, and this prints the global batch; each pass
     then leaves out fewer images than there are replicas (``make_dataset``'s ``multiple_of``).
+    ``run_dir``: a folder that makes the fit resumable after a kill, in ``run_dir/<phase>``
+    (:func:`resumable_callbacks`: the backup, the epochs' logs, the best epoch's weights).
     """
     size = model.input_shape[1]
     n_classes = model.output_shape[-1]
@@ -145,7 +313,7 @@ def fit_classifier(
             validation_data=make_dataset(val, size, batch, multiple_of=replicas),
             epochs=epochs,
             shuffle=False,  # make_dataset already reshuffles every epoch
-            callbacks=callbacks(patience, checkpoint),
+            callbacks=callbacks(patience, checkpoint, run_dir, phase),
             verbose=verbose,
         )
     record.add(phase, history)

@@ -1,0 +1,227 @@
+"""The report of one ``python -m ftutils finetune`` run (:mod:`ftutils.cli`): ``report.md``.
+
+What a reader needs to judge a classifier fine-tuned on their own images (§2.1, §4.4): the
+test accuracy, overall and per class, the confusion matrix, the learning curves of both
+phases, the misclassified test images by file name, and how the run was made (the exact
+command, the settings, the library versions). Figures are PNG files beside the report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import platform
+from pathlib import Path
+
+import keras
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import tensorflow as tf
+
+from ftutils import distribute, fonts, plots
+from ftutils.data import ImageData, make_dataset
+from ftutils.training import TrainingRecord
+
+#: At most this many misclassified test images are drawn (all are listed).
+GRID_LIMIT = 40
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """What one ``finetune`` command was given and how it split the images."""
+
+    command: str
+    folder: Path
+    settings: dict
+    parts: dict[str, ImageData]  # "train", "validation", "test"
+    test_files: list[Path]  # the file of each test image
+    warnings: list[str]  # files skipped, unbalanced classes...
+
+
+def write(out: Path, model: keras.Model, record: TrainingRecord, run: Run) -> float:
+    """Score ``model`` on the test images and write ``report.md`` and its figures into
+    ``out``; return the test accuracy. Figures are saved with matplotlib's non-interactive
+    backend, never shown."""
+    plt.switch_backend("agg")
+    fonts.use_cjk_font()  # Chinese class names in the figures
+    test = run.parts["test"]
+    probabilities = model.predict(make_dataset(test, model.input_shape[1], 64), verbose=0)
+    predicted = np.argmax(probabilities, axis=-1)
+    accuracy = float(np.mean(predicted == test.labels))
+    _save(
+        out / "learning_curves.png",
+        plots.plot_learning_curves,
+        record,
+        "Loss and accuracy per epoch: the head, then the fine-tune",
+    )
+    _save(
+        out / "confusion_matrix.png",
+        plots.plot_confusion_matrix,
+        test.labels,
+        predicted,
+        test.class_names,
+        "Test images: true class (rows) against predicted (columns)",
+    )
+    wrong = np.flatnonzero(predicted != test.labels)
+    (out / "misclassified.png").unlink(missing_ok=True)  # from an earlier report
+    if len(wrong):
+        _save(out / "misclassified.png", _plot_misclassified, test, wrong, probabilities)
+    sections = (
+        _summary(run, accuracy, predicted),
+        _data_section(run),
+        _per_class_section(test, predicted),
+        _confusion_section(test, predicted),
+        _curves_section(record),
+        _misclassified_section(run, wrong, predicted, probabilities),
+        _provenance_section(run, out),
+    )
+    (out / "report.md").write_text("\n\n".join(sections) + "\n", encoding="utf-8")
+    return accuracy
+
+
+def _save(path: Path, plot, *args) -> None:
+    """Draw one figure with ``plot(*args)`` (it may end in ``plt.show()``, as the
+    ``ftutils.plots`` functions do) and save it to ``path``."""
+    plot(*args)
+    figure = plt.gcf()
+    figure.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(figure)
+
+
+def _plot_misclassified(test: ImageData, wrong: np.ndarray, probabilities: np.ndarray) -> None:
+    """A grid of the misclassified test images, each titled true -> predicted (probability)."""
+    shown = wrong[:GRID_LIMIT]
+    columns = min(len(shown), 8)
+    rows = -(-len(shown) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.9 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, i in zip(axes.flat, shown, strict=False):
+        guess = int(np.argmax(probabilities[i]))
+        ax.imshow(test.images[i])
+        ax.set_title(
+            f"{test.class_names[test.labels[i]]} → {test.class_names[guess]}\n"
+            f"({probabilities[i, guess]:.2f})",
+            fontsize=8,
+        )
+    fig.suptitle("Misclassified test images: true → predicted (probability)")
+    fig.tight_layout()
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    """A Markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _summary(run: Run, accuracy: float, predicted: np.ndarray) -> str:
+    test = run.parts["test"]
+    correct = int(np.sum(predicted == test.labels))
+    return (
+        f"# Fine-tuning report: {run.folder.name}\n\n"
+        f"**Test accuracy: {accuracy:.3f}** ({correct} of {len(test)} test images; chance is "
+        f"{1 / test.n_classes:.3f} for {test.n_classes} classes: "
+        f"{', '.join(test.class_names)}).\n\n"
+        f"The §4.4 workflow on {run.settings['backbone']} with ImageNet weights at "
+        f"{run.settings['image_size']} px: a new head trained on features of the frozen base "
+        "(computed once), then the base's top block fine-tuned with BatchNormalization "
+        "frozen, each phase stopped early on the validation loss. The test images were used "
+        "for nothing but this score."
+    )
+
+
+def _data_section(run: Run) -> str:
+    names = run.parts["train"].class_names
+    counts = {part: images.class_counts() for part, images in run.parts.items()}
+    rows = [[name, *(int(counts[part][c]) for part in run.parts)] for c, name in enumerate(names)]
+    text = f"## Data\n\nImages per class in {run.folder} (a stratified split):\n\n"
+    text += _table(["class", *run.parts], rows)
+    if run.warnings:
+        text += "\n\nWarnings:\n\n" + "\n".join(f"- {message}" for message in run.warnings)
+    return text
+
+
+def _per_class_section(test: ImageData, predicted: np.ndarray) -> str:
+    rows = []
+    for c, name in enumerate(test.class_names):
+        mine = test.labels == c
+        right = int(np.sum(predicted[mine] == c))
+        rows.append([name, int(mine.sum()), right, f"{right / max(mine.sum(), 1):.3f}"])
+    return "## Per-class test accuracy\n\n" + _table(
+        ["class", "test images", "correct", "accuracy"], rows
+    )
+
+
+def _confusion_section(test: ImageData, predicted: np.ndarray) -> str:
+    counts = plots.confusion_matrix(test.labels, predicted, test.n_classes)
+    rows = [[name, *row] for name, row in zip(test.class_names, counts.tolist(), strict=True)]
+    return (
+        "## Confusion matrix\n\nRows: the true class; columns: the predicted class.\n\n"
+        + _table(["true \\ predicted", *test.class_names], rows)
+        + "\n\n![confusion matrix](confusion_matrix.png)"
+    )
+
+
+def _curves_section(record: TrainingRecord) -> str:
+    metrics = ("loss", "accuracy", "val_loss", "val_accuracy")
+    rows = [
+        [row["epoch"], row["phase"], *(f"{row.get(m, np.nan):.3f}" for m in metrics)]
+        for row in record.rows
+    ]
+    return (
+        "## Learning curves\n\n![learning curves](learning_curves.png)\n\n"
+        "Each phase keeps the weights of its epoch with the lowest validation loss.\n\n"
+        + _table(["epoch", "phase", *metrics], rows)
+    )
+
+
+def _misclassified_section(
+    run: Run, wrong: np.ndarray, predicted: np.ndarray, probabilities: np.ndarray
+) -> str:
+    if not len(wrong):
+        return "## Misclassified test images\n\nNone: every test image was classified correctly."
+    test = run.parts["test"]
+    rows = [
+        [
+            f"`{_shown(run.test_files[i], run.folder)}`",
+            test.class_names[test.labels[i]],
+            test.class_names[predicted[i]],
+            f"{probabilities[i, predicted[i]]:.3f}",
+        ]
+        for i in wrong
+    ]
+    drawn = "" if len(wrong) <= GRID_LIMIT else f" (the first {GRID_LIMIT} drawn)"
+    return (
+        f"## Misclassified test images\n\n{len(wrong)} of {len(test)}{drawn}:\n\n"
+        "![misclassified test images](misclassified.png)\n\n"
+        + _table(["file", "true class", "predicted", "probability"], rows)
+    )
+
+
+def _shown(file: Path, folder: Path) -> str:
+    """``file`` relative to the image folder when it lies inside it."""
+    return str(file.relative_to(folder)) if file.is_relative_to(folder) else str(file)
+
+
+def _provenance_section(run: Run, out: Path) -> str:
+    versions = {
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        "matplotlib": matplotlib.__version__,
+        "ftutils": importlib.metadata.version("ftutils"),
+        **{key: str(value) for key, value in distribute.describe().items()},
+    }
+    settings = [[key, f"`{value}`"] for key, value in run.settings.items()]
+    return (
+        f"## How this was made\n\n```\n{run.command}\n```\n\n"
+        "The same command again resumes an interrupted run (or, once finished, only "
+        "rewrites this report). Classify new images with\n\n"
+        f"```\npython -m ftutils predict {out / 'model.keras'} IMAGE...\n```\n\n"
+        + _table(["setting", "value"], settings)
+        + "\n\n"
+        + _table(["library", "version"], [[k, v] for k, v in versions.items()])
+    )
