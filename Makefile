@@ -66,6 +66,7 @@ test-folder: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(PY) bench/fast_path.py
 	$(PY) bench/distribution.py
+	$(PY) bench/memory.py
 
 gpu-check: $(VENV)/.installed
 	$(PY) scripts/gpu_check.py

@@ -146,7 +146,7 @@ def finetune(args: argparse.Namespace) -> None:
     """Check everything that can be checked, then train (or resume), evaluate and report."""
     _check_arguments(args)
     args.unfreeze_from = args.unfreeze_from or recipe.TOP_BLOCK[args.backbone]
-    out = _writable_folder(args.out or Path("runs") / args.folder.resolve().name)
+    out = _writable_folder(args.out or Path("runs") / args.folder.resolve().name, args.folder)
     config.setup(args.seed, verbose=False)  # seeds, op determinism, a CJK font for the figures
     backbones.imagenet_weights_path(args.backbone)  # missing weights fail before the data loads
     images, files, skipped = _load_folder(args.folder, args.image_size)
@@ -232,8 +232,14 @@ def _check_arguments(args: argparse.Namespace) -> None:
         raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
 
 
-def _writable_folder(out: Path) -> Path:
-    """``out``, created if needed, once a file could be written into it."""
+def _writable_folder(out: Path, images: Path) -> Path:
+    """``out``, created if needed, once a file could be written into it; never inside the
+    image folder, where the report's PNGs would become training images of the next run."""
+    if out.resolve().is_relative_to(images.resolve()):
+        raise UsageError(
+            f"--out {out} is inside the image folder {images}: its report images would be "
+            f"read as training images next time; give a folder outside it, e.g. runs/mine"
+        )
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file, not a folder; give a folder, e.g. runs/mine")
     try:
@@ -249,11 +255,20 @@ def _writable_folder(out: Path) -> Path:
     return out
 
 
-def _load_folder(folder: Path, image_size: int) -> tuple[data.ImageData, list[Path], list[str]]:
-    """The folder's images and their files; every skipped file printed as one warning line."""
+def _load_folder(
+    folder: Path, image_size: int
+) -> tuple[data.ImageData | data.ImageFiles, list[Path], list[str]]:
+    """The folder's images and their files; every skipped file printed as one warning line.
+
+    A folder of more than ``data.stream_threshold()`` image files is not decoded into memory
+    but streamed from disk (``data.ImageFiles``)."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        images, files = data.load_image_folder_files(folder, image_size)
+        if data.count_image_files(folder) > data.stream_threshold():
+            images = data.scan_image_folder(folder)
+            files = [Path(f) for f in images.files]
+        else:
+            images, files = data.load_image_folder_files(folder, image_size)
     skipped = [str(w.message) for w in caught if str(w.message).startswith("skipping ")]
     for message in skipped:
         print(f"warning: {message}", file=sys.stderr)
@@ -266,10 +281,17 @@ def _settings(args: argparse.Namespace) -> dict:
     return {name: getattr(args, name) for name in names}
 
 
-def _check_same_run(out: Path, settings: dict, images: data.ImageData) -> None:
+def _check_same_run(out: Path, settings: dict, images: data.ImageData | data.ImageFiles) -> None:
     """Note the run's settings and images in ``out``; refuse to resume another run there
-    (its saved phases would be taken for this one's)."""
-    digest = hashlib.sha256(images.images.tobytes() + images.labels.tobytes())
+    (its saved phases would be taken for this one's). Streamed files are compared by path,
+    size and modification time."""
+    if isinstance(images, data.ImageFiles):
+        seen = images.fingerprint()
+        listed = [seen["files"], seen["sizes"].tolist(), seen["mtimes"].tolist()]
+        content = json.dumps(listed, ensure_ascii=False).encode()
+    else:
+        content = images.images.tobytes()
+    digest = hashlib.sha256(content + images.labels.tobytes())
     digest.update(json.dumps(images.class_names, ensure_ascii=False).encode())
     noted = {"settings": settings, "images": digest.hexdigest()}
     path = out / "run.json"
@@ -303,6 +325,11 @@ def _print_plan(args, images, parts, skipped) -> None:
         f"{len(images)} images in {images.n_classes} classes ({counts}) from {args.folder}"
         + (f"; {len(skipped)} file(s) skipped" if skipped else "")
     )
+    if isinstance(images, data.ImageFiles):
+        print(
+            f"more than {data.stream_threshold()} images: read from disk batch by batch, "
+            "not held in memory"
+        )
     print(
         "split: "
         + ", ".join(f"{len(part)} {name}" for name, part in parts.items())

@@ -1,15 +1,18 @@
 """Datasets for the book (§2.1): Fashion-MNIST by default, any image folder, tf_flowers online.
 
-Images are kept as uint8 arrays in an :class:`ImageData`; :func:`make_dataset` turns one into
-a tf.data pipeline (convert -> resize -> cache -> shuffle -> batch -> prefetch). Random
-augmentation lives in the model (``ftutils.augment``), never before the cache: a cached
-random transform would repeat the same "random" images every epoch.
+Images are kept as uint8 arrays in an :class:`ImageData`, at their stored size; a folder too
+large for memory is an :class:`ImageFiles` (paths and labels, :func:`scan_image_folder`) that
+is read from disk batch by batch. :func:`make_dataset` turns either into a tf.data pipeline
+(shuffle -> read/convert -> resize -> batch -> prefetch), so no pipeline holds a dataset at
+the model's input size. Random augmentation lives in the model (``ftutils.augment``), never
+before a cache: a cached random transform would repeat the same "random" images every epoch.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 import warnings
 from pathlib import Path
 
@@ -25,6 +28,10 @@ FASHION_MNIST_CLASSES = (
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 )  # fmt: skip
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif"}
+#: Folders with more image files than this are streamed from disk (:func:`open_image_folder`,
+#: :func:`load_dataset`, ``python -m ftutils finetune``) instead of decoded into memory: 2,000
+#: photos at 224 px take 300 MB as uint8. ``FTUTILS_STREAM_THRESHOLD`` overrides it.
+STREAM_THRESHOLD = 2000
 FLOWERS_URL = (
     "https://storage.googleapis.com/download.tensorflow.org/example_images/flower_photos.tgz"
 )
@@ -58,6 +65,75 @@ class ImageData:
         )
 
 
+@dataclasses.dataclass(frozen=True)
+class ImageFiles:
+    """Image files on disk, integer labels and class names: :class:`ImageData` for a folder too
+    large for memory (:func:`scan_image_folder`).
+
+    ``len``, ``labels``, ``class_names``, ``n_classes``, ``class_counts()`` and ``take()``
+    behave as ImageData's, so ``split``, ``per_class`` and ``three_way_split`` work on it;
+    :func:`make_dataset` reads and decodes the files batch by batch, and
+    ``ftutils.frozen.activations``, ``ftutils.training.fit_classifier``, ``accuracy`` and
+    ``ftutils.recipe.fine_tune`` accept it. There is no ``images`` array: :meth:`read` one
+    image, or :meth:`load` a subset into an ImageData.
+    """
+
+    files: np.ndarray  # str paths, one per image
+    labels: np.ndarray
+    class_names: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "files", np.asarray(self.files, dtype=str).reshape(-1))
+        object.__setattr__(self, "labels", np.asarray(self.labels, dtype="int64"))
+        if len(self.files) != len(self.labels):
+            raise DataError(f"{len(self.files)} files but {len(self.labels)} labels")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+    def class_counts(self) -> np.ndarray:
+        return np.bincount(self.labels, minlength=self.n_classes)
+
+    def take(self, indices: np.ndarray) -> ImageFiles:
+        return ImageFiles(self.files[indices], self.labels[indices], self.class_names)
+
+    def read(self, index: int, image_size: int) -> np.ndarray:
+        """Image ``index`` as :func:`read_image` reads it."""
+        return read_image(self.files[index], image_size)
+
+    def load(self, image_size: int) -> ImageData:
+        """All these files decoded into memory (for a small subset: a grid, a check)."""
+        images = [self.read(i, image_size) for i in range(len(self))]
+        shape = (0, image_size, image_size, 3)
+        stacked = np.stack(images) if images else np.zeros(shape, "uint8")
+        return ImageData(stacked, self.labels, self.class_names)
+
+    def fingerprint(self) -> dict:
+        """What the images' content is keyed by (``ftutils.cache.key``): every file's path,
+        size in bytes and modification time (ns), read now. Cheaper than hashing the content
+        (one ``stat`` per file); an edited, replaced or touched file changes it."""
+        stats = [os.stat(f) for f in self.files]
+        return {
+            "files": [str(f) for f in self.files],
+            "sizes": np.array([st.st_size for st in stats], dtype="int64"),
+            "mtimes": np.array([st.st_mtime_ns for st in stats], dtype="int64"),
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"ImageFiles({len(self)} image files, {self.n_classes} classes, "
+            f"per class {self.class_counts().tolist()})"
+        )
+
+
+#: Either kind of labelled images (``isinstance(x, Images)`` works).
+Images = ImageData | ImageFiles
+
+
 def load_fashion_mnist(classes: list[int] | None = None) -> tuple[ImageData, ImageData]:
     """Fashion-MNIST (train 60,000, test 10,000; 28x28 grey) through ``keras.datasets``.
 
@@ -80,19 +156,19 @@ def load_fashion_mnist(classes: list[int] | None = None) -> tuple[ImageData, Ima
     return select_classes(train, classes), select_classes(test, classes)
 
 
-def select_classes(data: ImageData, classes: list[int]) -> ImageData:
+def select_classes(data: Images, classes: list[int]) -> Images:
     """Keep only ``classes`` and relabel them 0..k-1 in the given order."""
     unknown = sorted(set(classes) - set(range(data.n_classes)))
     if unknown:
         raise DataError(f"classes {unknown} do not exist; valid labels are 0..{data.n_classes - 1}")
     relabel = np.full(data.n_classes, -1, dtype="int64")
     relabel[list(classes)] = np.arange(len(classes))
-    keep = np.isin(data.labels, classes)
+    kept = data.take(np.flatnonzero(np.isin(data.labels, classes)))
     names = tuple(data.class_names[c] for c in classes)
-    return ImageData(data.images[keep], relabel[data.labels[keep]], names)
+    return dataclasses.replace(kept, labels=relabel[kept.labels], class_names=names)
 
 
-def per_class(data: ImageData, k: int, seed: int = 0) -> ImageData:
+def per_class(data: Images, k: int, seed: int = 0) -> Images:
     """A stratified, seeded subset with exactly ``k`` images of every class (k-shot)."""
     counts = data.class_counts()
     if k < 1 or counts.min() < k:
@@ -132,7 +208,7 @@ def holdout_indices(
     return rng.permutation(rest), rng.permutation(held)
 
 
-def split(data: ImageData, fraction: float, seed: int = 0) -> tuple[ImageData, ImageData]:
+def split(data: Images, fraction: float, seed: int = 0) -> tuple[Images, Images]:
     """Stratified, seeded split: returns (rest, held_out) with ``fraction`` of each class held out.
 
     Every class keeps at least one image on each side.
@@ -156,7 +232,7 @@ def split(data: ImageData, fraction: float, seed: int = 0) -> tuple[ImageData, I
 
 
 def three_way_split(
-    data: ImageData, val_fraction: float, test_fraction: float, seed: int = 0
+    data: Images, val_fraction: float, test_fraction: float, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Stratified, seeded indices into ``data`` for training, validation and test (§2.1).
 
@@ -189,7 +265,7 @@ def three_way_split(
     return train, val, test
 
 
-def imbalance(data: ImageData, max_ratio: float = 5.0) -> str | None:
+def imbalance(data: Images, max_ratio: float = 5.0) -> str | None:
     """A warning naming every class's count when the largest class has more than
     ``max_ratio`` times the images of the smallest; None when the classes are balanced enough.
 
@@ -221,7 +297,72 @@ def load_image_folder(path: str | Path, image_size: int) -> ImageData:
 def load_image_folder_files(path: str | Path, image_size: int) -> tuple[ImageData, list[Path]]:
     """:func:`load_image_folder`, and the file each image was read from (in the same order,
     skipped files left out): for a report that names the images it shows."""
-    root = Path(path)
+    images, labels, read = [], [], []
+    class_dirs = _class_folders(Path(path))
+    for label, class_dir in enumerate(class_dirs):
+        files = _image_files(class_dir)
+        decoded = [(f, img) for f in files if (img := _decode(f, image_size)) is not None]
+        if not decoded:
+            _no_images(class_dir, files)
+        read += [f for f, _ in decoded]
+        images += [img for _, img in decoded]
+        labels += [label] * len(decoded)
+    names = tuple(p.name for p in class_dirs)
+    return ImageData(np.stack(images), np.array(labels, dtype="int64"), names), read
+
+
+def scan_image_folder(path: str | Path) -> ImageFiles:
+    """``path/<class name>/<image>`` as :class:`ImageFiles`, without decoding the images.
+
+    The same checks and errors as :func:`load_image_folder` (a missing folder, fewer than two
+    class folders, a class folder without images). Each file's first and last bytes are
+    checked (the format's signature, and its end marker: a truncated download fails it);
+    only a file that fails is decoded, to decide, and skipped with a warning naming it when
+    it cannot be. Reads a few dozen bytes per good file, whatever the folder's size.
+    """
+    files, labels = [], []
+    class_dirs = _class_folders(Path(path))
+    for label, class_dir in enumerate(class_dirs):
+        candidates = _image_files(class_dir)
+        good = [f for f in candidates if _readable(f)]
+        if not good:
+            _no_images(class_dir, candidates)
+        files += [str(f) for f in good]
+        labels += [label] * len(good)
+    names = tuple(p.name for p in class_dirs)
+    return ImageFiles(np.array(files, dtype=str), np.array(labels, dtype="int64"), names)
+
+
+def stream_threshold() -> int:
+    """:data:`STREAM_THRESHOLD`, or the ``FTUTILS_STREAM_THRESHOLD`` environment variable."""
+    value = os.environ.get("FTUTILS_STREAM_THRESHOLD", "")
+    try:
+        return int(value) if value.strip() else STREAM_THRESHOLD
+    except ValueError:
+        raise DataError(
+            f"FTUTILS_STREAM_THRESHOLD must be a number of images, got {value!r}"
+        ) from None
+
+
+def open_image_folder(
+    path: str | Path, image_size: int, threshold: int | None = None
+) -> ImageData | ImageFiles:
+    """An image folder in memory (:func:`load_image_folder`) when it holds at most
+    ``threshold`` image files (default :func:`stream_threshold`), else streamed from disk
+    (:func:`scan_image_folder`)."""
+    threshold = stream_threshold() if threshold is None else threshold
+    if count_image_files(path) > threshold:
+        return scan_image_folder(path)
+    return load_image_folder(path, image_size)
+
+
+def count_image_files(path: str | Path) -> int:
+    """How many files with an image extension the class folders of ``path`` hold (listed,
+    not opened)."""
+    return sum(len(_image_files(d)) for d in _class_folders(Path(path)))
+
+
+def _class_folders(root: Path) -> list[Path]:
     if not root.is_dir():
         raise DataError(
             f"image folder {root} does not exist (or is not a folder); create it with one "
@@ -233,23 +374,73 @@ def load_image_folder_files(path: str | Path, image_size: int) -> tuple[ImageDat
             f"{root} has {len(class_dirs)} class folder(s); a classifier needs at least two: "
             "put each class's images in its own sub-folder"
         )
-    images, labels, read = [], [], []
-    for label, class_dir in enumerate(class_dirs):
-        files = sorted(
-            p for p in class_dir.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-        )
-        decoded = [(f, img) for f in files if (img := _decode(f, image_size)) is not None]
-        if not decoded:
-            found = "no image files" if not files else f"{len(files)} files, none decodable"
-            raise DataError(
-                f"class folder {class_dir} has {found} ({', '.join(sorted(IMAGE_EXTENSIONS))}); "
-                "add images to it or remove the folder"
-            )
-        read += [f for f, _ in decoded]
-        images += [img for _, img in decoded]
-        labels += [label] * len(decoded)
-    names = tuple(p.name for p in class_dirs)
-    return ImageData(np.stack(images), np.array(labels, dtype="int64"), names), read
+    return class_dirs
+
+
+def _image_files(class_dir: Path) -> list[Path]:
+    """Every file with an image extension under ``class_dir``, sorted; symlinked folders are
+    followed once, and a link to the class folder or above it (a loop) is skipped with a
+    warning rather than entered forever."""
+    found = []
+    here = os.path.realpath(class_dir)
+    seen = {here}
+    for top, dirs, names in os.walk(class_dir, followlinks=True):
+        kept = []
+        for name in dirs:
+            real = os.path.realpath(os.path.join(top, name))
+            if real == here or here.startswith(real.rstrip(os.sep) + os.sep) or real in seen:
+                warnings.warn(
+                    f"skipping {os.path.join(top, name)}: a link to a folder already "
+                    "listed (a symlink loop)",
+                    stacklevel=4,
+                )
+                continue
+            seen.add(real)
+            kept.append(name)
+        dirs[:] = sorted(kept)
+        for name in names:
+            file = Path(top) / name
+            if file.suffix.lower() in IMAGE_EXTENSIONS and file.is_file():
+                found.append(file)
+    return sorted(found)
+
+
+def _no_images(class_dir: Path, files: list[Path]) -> None:
+    found = "no image files" if not files else f"{len(files)} files, none decodable"
+    raise DataError(
+        f"class folder {class_dir} has {found} ({', '.join(sorted(IMAGE_EXTENSIONS))}); "
+        "add images to it or remove the folder"
+    )
+
+
+#: Format signatures and the bytes a whole file of that format ends with (JPEG's end-of-image
+#: marker, PNG's IEND chunk, GIF's trailer); a BMP states its own length.
+_SIGNATURES = {b"\xff\xd8\xff": b"\xff\xd9", b"\x89PNG\r\n\x1a\n": b"IEND\xaeB`\x82",
+               b"GIF87a": b";", b"GIF89a": b";", b"BM": None}  # fmt: skip
+
+
+def _looks_whole(file: Path) -> bool:
+    """Whether ``file`` starts with an image signature and ends as that format ends."""
+    try:
+        size = file.stat().st_size
+        with open(file, "rb") as f:
+            head = f.read(16)
+            f.seek(max(0, size - 16))
+            tail = f.read()
+    except OSError:
+        return False
+    for signature, end in _SIGNATURES.items():
+        if head.startswith(signature):
+            if end is None:  # BMP: bytes 2-5 hold the file's length
+                return len(head) >= 6 and int.from_bytes(head[2:6], "little") <= size
+            return tail.rstrip(b"\0").endswith(end)  # some writers pad with zeros
+    return False
+
+
+def _readable(file: Path) -> bool:
+    """A cheap check first; a file that fails it (a truncated one, another format, trailing
+    bytes after the image) is decoded once to decide, and skipped with a warning if not."""
+    return _looks_whole(file) or _decode(file, 2, stacklevel=4) is not None
 
 
 def read_image(file: str | Path, image_size: int) -> np.ndarray:
@@ -259,16 +450,29 @@ def read_image(file: str | Path, image_size: int) -> np.ndarray:
         image = tf.io.decode_image(Path(file).read_bytes(), channels=3, expand_animations=False)
     except (tf.errors.InvalidArgumentError, tf.errors.UnknownError):
         raise DataError(f"{file} is not a readable image (corrupt or wrong format)") from None
+    return _resize_decoded(image, image_size).numpy()
+
+
+def _resize_decoded(image: tf.Tensor, image_size: int) -> tf.Tensor:
+    """A decoded RGB uint8 image resized as :func:`read_image` does (eager or in tf.data)."""
     resized = tf.image.resize(image, (image_size, image_size), antialias=True)
-    return tf.cast(tf.round(resized), tf.uint8).numpy()
+    return tf.cast(tf.round(resized), tf.uint8)
 
 
-def _decode(file: Path, image_size: int) -> np.ndarray | None:
+def _read_file(path: tf.Tensor, image_size: int) -> tf.Tensor:
+    """:func:`read_image` as tf.data ops, for a path tensor."""
+    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+    image.set_shape([None, None, 3])
+    return _resize_decoded(image, image_size)
+
+
+def _decode(file: Path, image_size: int, stacklevel: int = 3) -> np.ndarray | None:
     try:
         return read_image(file, image_size)
     except DataError:
         warnings.warn(
-            f"skipping {file}: not a readable image (corrupt or wrong format)", stacklevel=3
+            f"skipping {file}: not a readable image (corrupt or wrong format)",
+            stacklevel=stacklevel,
         )
         return None
 
@@ -290,14 +494,15 @@ def load_tf_flowers(image_size: int, test_fraction: float = 0.2) -> tuple[ImageD
 def load_dataset(name: str, image_size: int, classes: list[int] | None = None):
     """The book's dataset switch: ``fashion_mnist``, ``tf_flowers`` or a path to an image folder.
 
-    Returns (train, test) ImageData.
+    Returns (train, test) ImageData; for a folder of more than :func:`stream_threshold`
+    images, (train, test) :class:`ImageFiles`, read from disk as they are used.
     """
     if name == "fashion_mnist":
         return load_fashion_mnist(classes)
     if name == "tf_flowers":
         train, test = load_tf_flowers(image_size)
     elif Path(name).is_dir():
-        train, test = split(load_image_folder(name, image_size), 0.2, seed=0)
+        train, test = split(open_image_folder(name, image_size), 0.2, seed=0)
     else:
         raise DataError(
             f"unknown dataset {name!r}: use 'fashion_mnist', 'tf_flowers' or a path to an "
@@ -308,7 +513,7 @@ def load_dataset(name: str, image_size: int, classes: list[int] | None = None):
     return select_classes(train, classes), select_classes(test, classes)
 
 
-def check_labels(data: ImageData, n_classes: int) -> None:
+def check_labels(data: Images, n_classes: int) -> None:
     """Fail early when a model's output size does not match the data's classes."""
     if data.n_classes != n_classes or (len(data) and data.labels.max() >= n_classes):
         raise DataError(
@@ -330,7 +535,7 @@ def _to_rgb(image: tf.Tensor, image_size: int) -> tf.Tensor:
 
 
 def make_dataset(
-    data: ImageData,
+    data: Images,
     image_size: int,
     batch_size: int = 32,
     shuffle: bool = False,
@@ -339,8 +544,16 @@ def make_dataset(
 ) -> tf.data.Dataset:
     """A tf.data pipeline of (float32 RGB image in [0, 255], label) batches.
 
-    Decoded, resized uint8 images are cached in memory; shuffling (reshuffled each epoch,
-    seeded) comes after the cache, and the model does any random augmentation.
+    Images stay at their stored size until a batch is made: shuffling (reshuffled each
+    epoch, seeded) comes first, then each image is converted to RGB and resized to
+    ``image_size``, then batched; the model does any random augmentation. There is no
+    ``cache()``: an ImageData's uint8 array is already in memory (a cache would only copy it,
+    and a cache after resizing would hold the whole set at the model's size: ~10 GB for
+    Fashion-MNIST's 70,000 images at 224 px), and an :class:`ImageFiles`' files are read and decoded
+    from disk in every pass (as :func:`read_image` does) so the folder is never in memory.
+    Resizing runs every epoch, on the input threads, while the model computes. For
+    ImageData the batches are bit-identical to those of the former convert -> resize ->
+    cache -> shuffle pipeline: the same ops on each image and the same shuffle order.
 
     ``multiple_of`` (the number of replicas, for training and evaluation under several
     replicas) keeps ``len(data)`` rounded down to a multiple of it in each pass: with
@@ -356,18 +569,22 @@ def make_dataset(
             f"{len(data)} image(s) cannot be shared by {multiple_of} replicas; use at least "
             f"{multiple_of} images or fewer replicas"
         )
-    ds = tf.data.Dataset.from_tensor_slices((data.images, data.labels))
-    ds = ds.map(lambda x, y: (_to_rgb(x, image_size), y), num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.cache()
+    if isinstance(data, ImageFiles):
+        ds = tf.data.Dataset.from_tensor_slices((data.files, data.labels))
+        convert = lambda f, y: (_read_file(f, image_size), y)  # noqa: E731
+    else:
+        ds = tf.data.Dataset.from_tensor_slices((data.images, data.labels))
+        convert = lambda x, y: (_to_rgb(x, image_size), y)  # noqa: E731
     if shuffle:
         ds = ds.shuffle(len(data), seed=seed, reshuffle_each_iteration=True)
     if len(data) % multiple_of:
         ds = ds.take(len(data) - len(data) % multiple_of)
+    ds = ds.map(convert, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.batch(batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y))
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def resized_arrays(data: ImageData, image_size: int) -> tuple[np.ndarray, np.ndarray]:
+def resized_arrays(data: Images, image_size: int) -> tuple[np.ndarray, np.ndarray]:
     """``data``'s images resized to ``image_size`` (RGB) once, as one array, with the labels."""
     batches = make_dataset(data, image_size, batch_size=256)
     return np.concatenate([x.numpy() for x, _ in batches]), data.labels

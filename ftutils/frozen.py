@@ -25,7 +25,7 @@ import tensorflow as tf
 
 from ftutils import cache, distribute, models
 from ftutils.config import CACHE_DIR
-from ftutils.data import ImageData, make_dataset
+from ftutils.data import ImageData, ImageFiles, make_dataset
 from ftutils.errors import BackboneError
 from ftutils.training import TrainingRecord, callbacks, compile_classifier
 
@@ -185,19 +185,21 @@ def _multi_depth(model: keras.Model, layers: tuple[str, ...]) -> keras.Model:
 
 def activations(
     lower: keras.Model,
-    data: ImageData | tf.data.Dataset,
+    data: ImageData | ImageFiles | tf.data.Dataset,
     batch_size: int = 64,
     use_disk_cache: bool = True,
 ) -> np.ndarray:
     """The output of ``lower`` (a :func:`cut`'s lower part, or :func:`multi_depth`) as float32.
 
     ``data``: ImageData, or a ``tf.data.Dataset`` of batched images with values in [0, 255]
-    (or of ``(images, labels)`` batches), which is passed through as it is. For ImageData,
-    the result is kept on disk, keyed by the extractor's layers and weights, the images, the
-    precision policy and the library versions, when it takes at most
-    :data:`DISK_LIMIT_BYTES`; larger ones stay in memory only. Under a mixed-precision policy
-    the base computes in float16 or bfloat16; the result is cast to float32. ``batch_size``
-    is per replica.
+    (or of ``(images, labels)`` batches), which is passed through as it is; or
+    ``ftutils.data.ImageFiles``, read from disk batch by batch. For ImageData and ImageFiles,
+    the result is kept on disk, keyed by the extractor's layers and weights, the images (an
+    ImageData's pixels; ImageFiles' paths, sizes and modification times:
+    ``ImageFiles.fingerprint``), the precision policy and the library versions, when it
+    takes at most :data:`DISK_LIMIT_BYTES`; larger ones stay in memory only. Under a
+    mixed-precision policy the base computes in float16 or bfloat16; the result is cast to
+    float32. ``batch_size`` is per replica.
     """
     if isinstance(data, tf.data.Dataset):
         return np.asarray(lower.predict(data, verbose=0), dtype="float32")
@@ -211,14 +213,15 @@ def activations(
     return result
 
 
-def _cache_path(lower: keras.Model, data: ImageData) -> Path:
-    key = cache.key(lower.name, cache.architecture(lower), list(lower.weights), data.images)
+def _cache_path(lower: keras.Model, data: ImageData | ImageFiles) -> Path:
+    images = data.fingerprint() if isinstance(data, ImageFiles) else data.images
+    key = cache.key(lower.name, cache.architecture(lower), list(lower.weights), images)
     return CACHE_DIR / "activations" / f"{lower.name[:40]}-{lower.input_shape[1]}px-{key}.npy"
 
 
 def extract_features(
     model: keras.Model,
-    data: ImageData | tf.data.Dataset,
+    data: ImageData | ImageFiles | tf.data.Dataset,
     batch_size: int = 64,
     use_disk_cache: bool = True,
     layers: Sequence[str] | None = None,

@@ -18,10 +18,10 @@ import numpy as np
 import tensorflow as tf
 
 from ftutils import backbones, cache, config, frozen, models
-from ftutils.data import ImageData
+from ftutils.data import ImageData, ImageFiles
 from ftutils.training import TrainingRecord, callbacks, compile_classifier, fit_classifier
 
-Data = ImageData | tf.data.Dataset
+Data = ImageData | ImageFiles | tf.data.Dataset
 
 #: In a run folder (``fine_tune(run_dir=...)``): the phases that have finished, with the
 #: record's rows of each, and (in each phase's folder) the weights it ended with.
@@ -61,7 +61,8 @@ def fine_tune(
 ) -> TrainingRecord:
     """Train a :func:`ftutils.models.build_classifier` model in the two phases of §4.4.
 
-    ``train`` and ``val``: ImageData, or ``tf.data.Dataset`` of ``(images, labels)`` batches
+    ``train`` and ``val``: ImageData (or ImageFiles, treated alike), or ``tf.data.Dataset``
+    of ``(images, labels)`` batches
     with images in [0, 255] at the model's input size (batch them per the global batch when
     training on several replicas). Phase 1 ("head", ``head_epochs``, ``head_lr``) trains the
     head with the base frozen: on features computed once when the model does not augment its
@@ -102,7 +103,8 @@ def fine_tune(
             _finished(run, "head", model, record.rows[first:])
     if finetune_epochs:
         backbones.unfreeze(base, top_n=unfreeze_top_n, from_layer=unfreeze_from)
-        cut_at = unfreeze_from if isinstance(train, ImageData) and unfreeze_top_n is None else None
+        from_images = isinstance(train, ImageData | ImageFiles)
+        cut_at = unfreeze_from if from_images and unfreeze_top_n is None else None
         if not _restored(run, "fine-tune", model, record, verbose):
             first = len(record.rows)
             _train_part(model, cut_at, train, val, finetune_epochs, finetune_lr, optimizer,
@@ -125,7 +127,7 @@ def _train_part(model, at, train, val, epochs, learning_rate, optimizer, record,
                           **fit_kwargs)  # fmt: skip
         return
     compile_classifier(model, optimizer, learning_rate)  # recompile: trainable flags changed
-    if isinstance(train, ImageData):
+    if isinstance(train, ImageData | ImageFiles):
         fit_classifier(model, train, val, epochs, record, phase, seed=seed, **fit_kwargs)
         return
     history = model.fit(
@@ -171,7 +173,7 @@ def _finished(run: Path | None, phase: str, model, rows: list[dict]) -> None:
 
 def _activations(lower: keras.Model, data: Data) -> tuple[np.ndarray, np.ndarray]:
     """The lower part's output for every example and the labels, in the same order."""
-    if isinstance(data, ImageData):
+    if isinstance(data, ImageData | ImageFiles):
         return frozen.activations(lower, data), data.labels
     outputs, labels = [], []
     for images, batch_labels in data:  # one pass: a reshuffling dataset keeps pairs together

@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from ftutils import distribute, fonts, plots
-from ftutils.data import ImageData, make_dataset
+from ftutils.data import ImageData, ImageFiles, make_dataset
 from ftutils.training import TrainingRecord
 
 #: At most this many misclassified test images are drawn (all are listed).
@@ -34,7 +34,7 @@ class Run:
     command: str
     folder: Path
     settings: dict
-    parts: dict[str, ImageData]  # "train", "validation", "test"
+    parts: dict[str, ImageData | ImageFiles]  # "train", "validation", "test"
     test_files: list[Path]  # the file of each test image
     warnings: list[str]  # files skipped, unbalanced classes...
 
@@ -66,7 +66,8 @@ def write(out: Path, model: keras.Model, record: TrainingRecord, run: Run) -> fl
     wrong = np.flatnonzero(predicted != test.labels)
     (out / "misclassified.png").unlink(missing_ok=True)  # from an earlier report
     if len(wrong):
-        _save(out / "misclassified.png", _plot_misclassified, test, wrong, probabilities)
+        _save(out / "misclassified.png", _plot_misclassified, test, wrong, probabilities,
+              model.input_shape[1])  # fmt: skip
     sections = (
         _summary(run, accuracy, predicted),
         _data_section(run),
@@ -89,8 +90,11 @@ def _save(path: Path, plot, *args) -> None:
     plt.close(figure)
 
 
-def _plot_misclassified(test: ImageData, wrong: np.ndarray, probabilities: np.ndarray) -> None:
-    """A grid of the misclassified test images, each titled true -> predicted (probability)."""
+def _plot_misclassified(
+    test: ImageData | ImageFiles, wrong: np.ndarray, probabilities: np.ndarray, image_size: int
+) -> None:
+    """A grid of the misclassified test images, each titled true -> predicted (probability);
+    ImageFiles' images are read from their files (only those drawn)."""
     shown = wrong[:GRID_LIMIT]
     columns = min(len(shown), 8)
     rows = -(-len(shown) // columns)
@@ -99,7 +103,7 @@ def _plot_misclassified(test: ImageData, wrong: np.ndarray, probabilities: np.nd
         ax.axis("off")
     for ax, i in zip(axes.flat, shown, strict=False):
         guess = int(np.argmax(probabilities[i]))
-        ax.imshow(test.images[i])
+        ax.imshow(test.read(i, image_size) if isinstance(test, ImageFiles) else test.images[i])
         ax.set_title(
             f"{test.class_names[test.labels[i]]} → {test.class_names[guess]}\n"
             f"({probabilities[i, guess]:.2f})",

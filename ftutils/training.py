@@ -18,7 +18,7 @@ import numpy as np
 
 from ftutils import cache, distribute
 from ftutils.config import set_seed
-from ftutils.data import ImageData, check_labels, make_dataset
+from ftutils.data import ImageData, ImageFiles, check_labels, make_dataset
 
 OPTIMIZERS = {
     "sgd": lambda lr: keras.optimizers.SGD(lr),
@@ -278,8 +278,8 @@ class _Backup(keras.callbacks.BackupAndRestore):
 
 def fit_classifier(
     model: keras.Model,
-    train: ImageData,
-    val: ImageData,
+    train: ImageData | ImageFiles,
+    val: ImageData | ImageFiles,
     epochs: int,
     record: TrainingRecord | None = None,
     phase: str = "train",
@@ -290,7 +290,8 @@ def fit_classifier(
     verbose: int = 2,
     run_dir: str | Path | None = None,
 ) -> TrainingRecord:
-    """Fit an already compiled classifier on ImageData; append the epochs to ``record``.
+    """Fit an already compiled classifier on ImageData (or ImageFiles, read from disk in every
+    epoch); append the epochs to ``record``.
 
     ``batch_size`` is per replica: with several replicas (GPUs, workers) each step
     consumes ``batch_size`` images on each, and this prints the global batch; each pass
@@ -321,11 +322,11 @@ def fit_classifier(
 
 
 def predict_labels(
-    model: keras.Model, data: ImageData | np.ndarray, batch_size: int = 64
+    model: keras.Model, data: ImageData | ImageFiles | np.ndarray, batch_size: int = 64
 ) -> np.ndarray:
-    """Predicted class index for every image of ImageData, or every row of an array (such as
-    cached features for a head); ``batch_size`` per replica."""
-    if isinstance(data, ImageData):
+    """Predicted class index for every image of ImageData or ImageFiles, or every row of an
+    array (such as cached features for a head); ``batch_size`` per replica."""
+    if isinstance(data, ImageData | ImageFiles):
         data = make_dataset(data, model.input_shape[1], distribute.global_batch(batch_size, model))
         return np.argmax(model.predict(data, verbose=0), axis=-1)
     batch = distribute.global_batch(batch_size, model)
@@ -334,13 +335,13 @@ def predict_labels(
 
 def accuracy(
     model: keras.Model,
-    data: ImageData | np.ndarray,
+    data: ImageData | ImageFiles | np.ndarray,
     labels: np.ndarray | None = None,
     batch_size: int = 64,
 ) -> float:
-    """Fraction of ``data`` the model classifies correctly: ImageData, or an array and its
-    ``labels`` (e.g. a head on cached features)."""
-    if isinstance(data, ImageData):
+    """Fraction of ``data`` the model classifies correctly: ImageData or ImageFiles, or an
+    array and its ``labels`` (e.g. a head on cached features)."""
+    if isinstance(data, ImageData | ImageFiles):
         check_labels(data, model.output_shape[-1])
         labels = data.labels
     elif labels is None or len(labels) != len(data):

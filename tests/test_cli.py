@@ -163,6 +163,8 @@ def failures(folder, tmp_path_factory) -> dict[str, subprocess.CompletedProcess]
         "read-only out": _start("finetune", folder, "--out", tmp / "read-only" / "run", *FAST,
                                 prefix=as_user),
         "too few images": _start("finetune", tmp / "few", "--out", tmp / "out4", *FAST),
+        "out inside the images": _start("finetune", tmp / "few", "--out",
+                                        tmp / "few" / "大" / "run", *FAST),
     }  # fmt: skip
     return {case: _finish(child) for case, child in started.items()}
 
@@ -183,6 +185,11 @@ def test_an_out_folder_that_cannot_be_written_is_refused_before_training(failure
         assert "cannot write into the --out folder" in _error(failures[case])
         assert "Epoch" not in failures[case].stdout
     assert "Permission denied" in _error(failures["read-only out"])
+
+
+def test_an_out_folder_inside_the_image_folder_is_refused(failures):
+    error = _error(failures["out inside the images"])
+    assert "is inside the image folder" in error and "read as training images" in error
 
 
 def test_a_class_too_small_to_split_says_how_many_are_needed(failures):
