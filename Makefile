@@ -8,6 +8,10 @@ STRICT := FTUTILS_STRICT_VERDICTS=1
 # How many notebooks `make run` executes at once, and pytest-xdist workers for the unit tests
 # and nbval (each notebook stays in one worker: --dist loadfile)
 JOBS ?= 2
+# pytest-xdist workers of `make test`: one more than the cores, because a notebook's kernel
+# spends much of its time in single-threaded Python (tracing, pandas, plots) and leaves a core
+# idle; results do not depend on it (each TensorFlow process sizes its threads by the cores).
+TEST_JOBS ?= 3
 
 .PHONY: run test test-distributed test-folder lint unit nbval bench gpu-check cache-archive cache-restore clean clean-cache
 
@@ -35,7 +39,7 @@ run: $(VENV)/.installed
 NBVAL_ARGS := --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
 	-p tests.nbval_stderr -p tests.nbval_order
 test: lint $(VENV)/.installed
-	$(STRICT) $(PY) -m pytest -n $(JOBS) --dist loadfile --nbval $(NBVAL_ARGS) tests notebooks
+	$(STRICT) $(PY) -m pytest -n $(TEST_JOBS) --dist loadfile --nbval $(NBVAL_ARGS) tests notebooks
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check ftutils tests scripts bench notebooks
