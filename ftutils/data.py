@@ -37,11 +37,9 @@ FLOWERS_URL = (
 )
 
 
-@dataclasses.dataclass(frozen=True)
-class ImageData:
-    """Images (uint8, ``(N, H, W)`` or ``(N, H, W, C)``), integer labels and class names."""
+class _Labelled:
+    """What ImageData and ImageFiles share: one integer label per image, named classes."""
 
-    images: np.ndarray
     labels: np.ndarray
     class_names: tuple[str, ...]
 
@@ -55,6 +53,15 @@ class ImageData:
     def class_counts(self) -> np.ndarray:
         return np.bincount(self.labels, minlength=self.n_classes)
 
+
+@dataclasses.dataclass(frozen=True)
+class ImageData(_Labelled):
+    """Images (uint8, ``(N, H, W)`` or ``(N, H, W, C)``), integer labels and class names."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    class_names: tuple[str, ...]
+
     def take(self, indices: np.ndarray) -> ImageData:
         return ImageData(self.images[indices], self.labels[indices], self.class_names)
 
@@ -66,7 +73,7 @@ class ImageData:
 
 
 @dataclasses.dataclass(frozen=True)
-class ImageFiles:
+class ImageFiles(_Labelled):
     """Image files on disk, integer labels and class names: :class:`ImageData` for a folder too
     large for memory (:func:`scan_image_folder`).
 
@@ -87,16 +94,6 @@ class ImageFiles:
         object.__setattr__(self, "labels", np.asarray(self.labels, dtype="int64"))
         if len(self.files) != len(self.labels):
             raise DataError(f"{len(self.files)} files but {len(self.labels)} labels")
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    @property
-    def n_classes(self) -> int:
-        return len(self.class_names)
-
-    def class_counts(self) -> np.ndarray:
-        return np.bincount(self.labels, minlength=self.n_classes)
 
     def take(self, indices: np.ndarray) -> ImageFiles:
         return ImageFiles(self.files[indices], self.labels[indices], self.class_names)
