@@ -25,11 +25,7 @@ small configuration and compares it with the committed numbers.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -229,34 +225,13 @@ def run_unit(per_class: int, seed: int, params: dict, only: set, done: set, save
 
 
 def provenance(argv: list[str], params: dict) -> dict:
-    import keras
-    import tensorflow as tf
+    from ftutils import studies
 
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=PROJECT, capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = "unknown"
-    return {
-        "command": "python scripts/depth_study.py " + " ".join(argv),
-        "parameters": params,
-        "versions": {
-            "python": platform.python_version(),
-            "tensorflow": tf.__version__,
-            "keras": keras.__version__,
-            "numpy": np.__version__,
-        },
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.machine(),
-            "cpus": os.cpu_count(),
-            "note": "a shared 2-core CPU, other jobs running: seconds are indicative only",
-        },
-        "git_commit": commit,
-        "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "weights": "ImageNet MobileNetV2 1.0 (224 no-top file, loaded into a 96-px base)",
-    }
+    return studies.record(
+        "python scripts/depth_study.py " + " ".join(argv),
+        params,
+        "ImageNet MobileNetV2 1.0 (224 no-top file, loaded into a 96-px base)",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -285,14 +260,11 @@ def main(argv: list[str] | None = None) -> int:
             for r in result["runs"]}  # fmt: skip
 
     def save(row: dict) -> None:
+        from ftutils import studies
+
         result["runs"].append(row)
-        result["provenance"]["finished"] = datetime.datetime.now(datetime.timezone.utc).isoformat(
-            timespec="seconds"
-        )
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        temporary = args.out.with_suffix(".tmp")
-        temporary.write_text(json.dumps(result, indent=1) + "\n")
-        temporary.replace(args.out)
+        result["provenance"]["finished"] = studies.now()
+        studies.write_json(args.out, result)
 
     only = set(args.only)
     # optimizers: seed 0 tries every learning rate; later seeds only each optimizer's choice

@@ -28,12 +28,8 @@ already holds), with the command, parameters, library versions, machine and date
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
-import platform
 import shlex
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -70,7 +66,6 @@ METHODS = [*MAIN_METHODS, *ONE_CHANGE]
 #: What one run reports (None where it does not apply: only the runs that train
 #: BatchNormalization have a test accuracy before its statistics are recomputed).
 RESULT_KEYS = ["accuracy", "val_accuracy", "test_before_statistics", "train_seconds"]
-SHARED_CPU = "a shared 2-core CPU, other jobs running: seconds are indicative only"
 
 
 def recompute_statistics(upper, x) -> None:
@@ -355,40 +350,18 @@ def run_study(study: Study, runs: list[tuple[str, int, int]], done: set, save) -
         print(f"[{i}/{len(runs)}] {row_text(row)}", flush=True)
 
 
-def provenance(command: str, params: dict, machine_note: str = SHARED_CPU) -> dict:
-    import keras
-    import tensorflow as tf
+def provenance(command: str, params: dict, machine_note: str | None = None) -> dict:
+    from ftutils import backbones, studies
 
-    from ftutils import backbones, distribute
-
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=PROJECT, capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = "unknown"
-    described = distribute.describe()
     weights = backbones.imagenet_weights_path(params["backbone"]).name
     return {
-        "command": command,
-        "parameters": params,
-        "versions": {
-            "python": platform.python_version(),
-            "tensorflow": tf.__version__,
-            "keras": keras.__version__,
-            "numpy": np.__version__,
-        },
-        "configuration": {k: described[k] for k in ("replicas", "precision", "deterministic")},
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.machine(),
-            "cpus": os.cpu_count(),
-            "note": machine_note,
-        },
-        "git_commit": commit,
-        "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "weights": f"ImageNet {params['backbone']} ({weights}, loaded into a "
-        f"{params['image_size']}-px base)",
+        **studies.record(
+            command,
+            params,
+            f"ImageNet {params['backbone']} ({weights}, loaded into a "
+            f"{params['image_size']}-px base)",
+            machine_note or studies.SHARED_CPU,
+        ),
         "run_order": "one process, in the order of plan(): for each size and seed the four "
         "methods, then for each seed the three one-change variants",
     }
@@ -400,7 +373,7 @@ def run_to_file(
     runs: list,
     command: str,
     study: Study | None = None,
-    machine_note: str = SHARED_CPU,
+    machine_note: str | None = None,
 ) -> dict:
     """Run `runs` (from :func:`plan`), writing the file `out` after each one; its content.
 
@@ -420,14 +393,11 @@ def run_to_file(
         return previous  # nothing to run: the file as it was made
 
     def save(row: dict) -> None:
+        from ftutils import studies
+
         result["runs"].append(row)
-        result["provenance"]["finished"] = datetime.datetime.now(datetime.timezone.utc).isoformat(
-            timespec="seconds"
-        )
-        out.parent.mkdir(parents=True, exist_ok=True)
-        temporary = out.with_suffix(".tmp")
-        temporary.write_text(json.dumps(result, indent=1) + "\n")
-        temporary.replace(out)
+        result["provenance"]["finished"] = studies.now()
+        studies.write_json(out, result)
 
     study = study if study is not None else Study(params).build()
     run_study(study, runs, done, save)

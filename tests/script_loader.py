@@ -1,18 +1,6 @@
-"""Load a script of ``scripts/`` as a module, so tests can call its functions."""
+"""The scripts of ``scripts/`` as modules for the tests, and when their committed results apply."""
 
-import importlib.util
-from pathlib import Path
-from types import ModuleType
-
-SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
-
-
-def load_script(name: str) -> ModuleType:
-    """``scripts/<name>.py`` executed as a module named ``name``."""
-    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from ftutils.studies import load_script  # noqa: F401  (the tests import it from here)
 
 
 def skip_unless_configuration_of_the_study() -> None:

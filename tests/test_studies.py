@@ -1,0 +1,51 @@
+"""ftutils.studies: the record committed beside a study's results, written whole or not at all."""
+
+import json
+import subprocess
+
+import pytest
+
+from ftutils import studies
+
+
+def test_record_names_command_parameters_versions_machine_and_weights():
+    made = studies.record("python scripts/x.py --seeds 0", {"seeds": [0]}, "random weights")
+    assert made["command"] == "python scripts/x.py --seeds 0"
+    assert made["parameters"] == {"seeds": [0]}
+    assert made["weights"] == "random weights"
+    assert {"python", "tensorflow", "keras", "numpy"} == set(made["versions"])
+    assert {"replicas", "precision", "deterministic"} == set(made["configuration"])
+    assert made["machine"]["cpus"] >= 1 and made["machine"]["note"] == studies.SHARED_CPU
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode == 0:  # a git checkout: the commit the study ran on
+        assert made["git_commit"] == head.stdout.strip()
+
+
+def test_write_json_replaces_the_file_whole(tmp_path, monkeypatch):
+    out = tmp_path / "results" / "study.json"
+    studies.write_json(out, {"runs": [1], "名字": "猫"})
+    assert json.loads(out.read_text()) == {"runs": [1], "名字": "猫"}
+
+    def interrupted(self, target):
+        raise KeyboardInterrupt  # the study killed between writing and renaming
+
+    monkeypatch.setattr(type(out), "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        studies.write_json(out, {"runs": [1, 2]})
+    assert json.loads(out.read_text()) == {"runs": [1], "名字": "猫"}  # the last whole file
+
+
+def test_load_script_gives_the_study_as_a_module():
+    vgg_study = studies.load_script("vgg_study")
+    assert vgg_study.RESULTS.name == "vgg_study.json"
+    assert vgg_study.Study().params == json.loads(json.dumps(vgg_study.PARAMS))
+
+
+def test_summary_says_where_the_results_come_from_and_how_they_were_made():
+    made = studies.record("python scripts/x.py", {}, "ImageNet weights")
+    text = studies.summary(made, "data/results/x.json")
+    assert text.splitlines()[0] == "results:  data/results/x.json"
+    assert "(not finished)" in text  # a study still running, or killed
+    made["finished"] = studies.now()
+    text = studies.summary(made, "data/results/x.json")
+    assert f"to {made['finished']} UTC" in text and "weights:  ImageNet weights" in text
