@@ -70,18 +70,19 @@ def source_pretrained_weights(
     """Pretrain ``backbone`` from random weights on the source split; return its base weights.
 
     The weights file is cached under the full configuration (:func:`source_weights_path`), so
-    notebooks that share a configuration pretrain once.
+    notebooks that share a configuration pretrain once. Either way the global generators are
+    left seeded with ``seed``: what follows draws the same numbers, cached or not.
     """
     path = source_weights_path(backbone, image_size, per_class, epochs, learning_rate, seed)
-    if path.is_file():
-        return path
-    source, _ = data.load_fashion_mnist(list(SOURCE_CLASSES))
-    train, val = data.split(data.per_class(source, per_class, seed), 0.2, seed)
-    set_seed(seed)  # the cached weights must not depend on what ran before the call
-    model = models.build_classifier(backbone, len(SOURCE_CLASSES), image_size, weights=None)
-    train_from_scratch(model, train, val, epochs, learning_rate, seed=seed, verbose=verbose)
-    batchnorm.recalibrate(model, train)
-    cache.write_atomically(path, models.base_of(model).save_weights)
+    if not path.is_file():
+        source, _ = data.load_fashion_mnist(list(SOURCE_CLASSES))
+        train, val = data.split(data.per_class(source, per_class, seed), 0.2, seed)
+        set_seed(seed)  # the cached weights must not depend on what ran before the call
+        model = models.build_classifier(backbone, len(SOURCE_CLASSES), image_size, weights=None)
+        train_from_scratch(model, train, val, epochs, learning_rate, seed=seed, verbose=verbose)
+        batchnorm.recalibrate(model, train)
+        cache.write_atomically(path, models.base_of(model).save_weights)
+    set_seed(seed)  # and what runs after it must not depend on whether the cache had them
     return path
 
 

@@ -1,18 +1,30 @@
 """Source-split pretraining: weights are trained, saved, reused and load into a new classifier."""
 
+import random
+
 import numpy as np
+import tensorflow as tf
 
 from ftutils import models, transfer
+
+
+def _next_random_numbers() -> tuple:
+    """The next draw of Python's, NumPy's and TensorFlow's global generators."""
+    return random.random(), float(np.random.rand()), float(tf.random.uniform(()))
 
 
 def test_source_pretraining_is_cached_and_loads_into_a_target_classifier(tmp_path, monkeypatch):
     monkeypatch.setattr(transfer, "CACHE_DIR", tmp_path)
     settings = dict(per_class=6, epochs=1, verbose=0)
     path = transfer.source_pretrained_weights("mobilenet_v2", 32, **settings)
+    after_training = _next_random_numbers()
     assert path.is_file() and path.parent == tmp_path / "pretrained"
     stamp = path.stat().st_mtime_ns
+    random.random(), np.random.rand()  # the caller's generators move on
     assert transfer.source_pretrained_weights("mobilenet_v2", 32, **settings) == path
     assert path.stat().st_mtime_ns == stamp  # reused, not retrained
+    # what runs next draws the same numbers whether the weights were trained or found cached
+    assert _next_random_numbers() == after_training
 
     fresh = models.build_classifier("mobilenet_v2", 5, 32, weights=None)
     loaded = models.build_classifier("mobilenet_v2", 5, 32, weights=path)
