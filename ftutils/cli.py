@@ -165,7 +165,7 @@ def finetune(args: argparse.Namespace) -> None:
         model, parts["train"], parts["validation"], args.head_epochs, args.finetune_epochs,
         args.head_lr, args.finetune_lr, unfreeze_from=args.unfreeze_from,
         patience=args.patience, batch_size=args.batch_size, seed=args.seed, run_dir=out,
-        verbose=2,
+        verbose=1 if sys.stdout.isatty() else 2,  # progress bars in a terminal, else lines
     )  # fmt: skip
     model.save(out / "model.keras")
     names = json.dumps(list(images.class_names), ensure_ascii=False)

@@ -188,6 +188,7 @@ def activations(
     data: ImageData | ImageFiles | tf.data.Dataset,
     batch_size: int = 64,
     use_disk_cache: bool = True,
+    verbose: int = 0,
 ) -> np.ndarray:
     """The output of ``lower`` (a :func:`cut`'s lower part, or :func:`multi_depth`) as float32.
 
@@ -199,15 +200,16 @@ def activations(
     ``ImageFiles.fingerprint``), the precision policy and the library versions, when it
     takes at most :data:`DISK_LIMIT_BYTES`; larger ones stay in memory only. Under a
     mixed-precision policy the base computes in float16 or bfloat16; the result is cast to
-    float32. ``batch_size`` is per replica.
+    float32. ``batch_size`` is per replica. ``verbose``: Keras' ``predict`` progress display
+    while the images go through (1: a progress bar, 2: a line), shown only when they do.
     """
     if isinstance(data, tf.data.Dataset):
-        return np.asarray(lower.predict(data, verbose=0), dtype="float32")
+        return np.asarray(lower.predict(data, verbose=verbose), dtype="float32")
     path = _cache_path(lower, data) if use_disk_cache else None
     if path is not None and path.is_file():
         return np.load(path)
     ds = make_dataset(data, lower.input_shape[1], distribute.global_batch(batch_size, lower))
-    result = np.asarray(lower.predict(ds, verbose=0), dtype="float32")
+    result = np.asarray(lower.predict(ds, verbose=verbose), dtype="float32")
     if path is not None and result.nbytes <= DISK_LIMIT_BYTES:
         cache.write_atomically(path, lambda temporary: np.save(temporary, result))
     return result

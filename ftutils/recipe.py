@@ -73,7 +73,9 @@ def fine_tune(
     activations below that layer, computed once. Both phases stop early on validation loss
     after ``patience`` epochs without improvement and keep their best epoch; both append to
     one record. Skip a phase with 0 epochs. ``seed`` shuffles ImageData through the network
-    (a Dataset shuffles itself). The model comes back compiled.
+    (a Dataset shuffles itself). The model comes back compiled. ``verbose``: Keras' progress
+    display (1: a progress bar, 2: a line) for each epoch and while images go through the
+    frozen part to be stored.
 
     ``run_dir``: a folder that makes the training resumable. Each phase's fits can be killed
     and resumed from their last finished epoch (``ftutils.training.resumable_callbacks``, in
@@ -121,7 +123,8 @@ def _train_part(model, at, train, val, epochs, learning_rate, optimizer, record,
     """Train above the cut ``at`` on activations computed once, or the whole model on images."""
     if cached:
         part = frozen.cut(model, at)
-        (x, y), (x_val, y_val) = (_activations(part.lower, d) for d in (train, val))
+        verbose = fit_kwargs["verbose"]
+        (x, y), (x_val, y_val) = (_activations(part.lower, d, verbose) for d in (train, val))
         compile_classifier(part.upper, optimizer, learning_rate)
         frozen.fit_arrays(part.upper, x, y, (x_val, y_val), epochs, record=record, phase=phase,
                           **fit_kwargs)  # fmt: skip
@@ -171,10 +174,11 @@ def _finished(run: Path | None, phase: str, model, rows: list[dict]) -> None:
     cache.write_atomically(run / PHASES_FILE, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
-def _activations(lower: keras.Model, data: Data) -> tuple[np.ndarray, np.ndarray]:
-    """The lower part's output for every example and the labels, in the same order."""
+def _activations(lower: keras.Model, data: Data, verbose: int) -> tuple[np.ndarray, np.ndarray]:
+    """The lower part's output for every example and the labels, in the same order
+    (``verbose``: Keras' progress display while images go through the lower part)."""
     if isinstance(data, ImageData | ImageFiles):
-        return frozen.activations(lower, data), data.labels
+        return frozen.activations(lower, data, verbose=verbose), data.labels
     outputs, labels = [], []
     for images, batch_labels in data:  # one pass: a reshuffling dataset keeps pairs together
         # a plain call, on one device: under several replicas predict_on_batch returns every

@@ -7,6 +7,7 @@ a run takes seconds; the test accuracy of so small a test set is not judged, onl
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -50,12 +51,13 @@ def _make_folder(root: Path) -> Path:
     return root
 
 
-def _start(*args, prefix: Sequence[str] = ()) -> subprocess.Popen:
-    """``python -m ftutils ARGS`` started in a child process (through ``prefix``, if any)."""
+def _start(*args, prefix: Sequence[str] = (), env: dict | None = None) -> subprocess.Popen:
+    """``python -m ftutils ARGS`` started in a child process (through ``prefix``, if any;
+    ``env``: variables to set in it)."""
     return subprocess.Popen(
         [*prefix, sys.executable, "-m", "ftutils", *map(str, args)],
         cwd=ROOT,
-        env={**os.environ, "PYTHONIOENCODING": "utf-8"},
+        env={**os.environ, "PYTHONIOENCODING": "utf-8", **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -68,9 +70,9 @@ def _finish(child: subprocess.Popen) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(child.args, child.returncode, stdout, stderr)
 
 
-def _ftutils(*args) -> subprocess.CompletedProcess:
+def _ftutils(*args, env: dict | None = None) -> subprocess.CompletedProcess:
     """``python -m ftutils ARGS`` run to its end."""
-    return _finish(_start(*args))
+    return _finish(_start(*args, env=env))
 
 
 @pytest.fixture(scope="module")
@@ -80,9 +82,11 @@ def folder(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def run(folder, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
-    """One finetune run on the generated folder: its --out folder and its result."""
+    """One finetune run on the generated folder: its --out folder and its result. Its own
+    ftutils cache: the images go through the frozen base, not through a cached result."""
     out = tmp_path_factory.mktemp("runs") / "动物"
-    result = _ftutils("finetune", folder, "--out", out, *FAST)
+    cold = {"FTUTILS_CACHE": str(tmp_path_factory.mktemp("ftutils-cache"))}
+    result = _ftutils("finetune", folder, "--out", out, *FAST, env=cold)
     assert result.returncode == 0, result.stderr
     return out, result
 
@@ -102,6 +106,11 @@ def test_finetune_writes_the_model_classes_and_report(run, folder):
     assert f"| tensorflow | {__import__('tensorflow').__version__} |" in report
     assert "坏的.jpg" in report and "坏的.jpg" in result.stderr  # the skipped file is named
     assert "Epoch 1/3" in result.stdout  # the head's progress
+    # and the extraction's: Keras' predict line (stdout is no terminal) for each set stored,
+    # the training and validation images below the head and below the fine-tune's cut
+    extraction = [line for line in result.stdout.splitlines()
+                  if re.fullmatch(r"\d+/\d+ - \S+ - \S+/step", line.strip())]  # fmt: skip
+    assert len(extraction) == 4, result.stdout
     all_right = "None: every test image was classified correctly" in report
     assert (out / "misclassified.png").is_file() != all_right
 
