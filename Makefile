@@ -13,7 +13,7 @@ JOBS ?= 2
 # idle; results do not depend on it (each TensorFlow process sizes its threads by the cores).
 TEST_JOBS ?= 3
 
-.PHONY: run test test-distributed test-folder lint unit nbval bench gpu-check cache-archive cache-restore clean clean-cache
+.PHONY: run test test-distributed test-folder book test-book lint unit nbval bench gpu-check cache-archive cache-restore clean clean-cache
 
 # A venv left half-made (no venv module, an unsupported Python) is removed, so the next run
 # starts clean instead of failing on it forever.
@@ -42,8 +42,8 @@ test: lint $(VENV)/.installed
 	$(STRICT) $(PY) -m pytest -n $(TEST_JOBS) --dist loadfile --nbval $(NBVAL_ARGS) tests notebooks
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check ftutils tests scripts bench notebooks
-	$(VENV)/bin/ruff format --check ftutils tests scripts bench notebooks
+	$(VENV)/bin/ruff check ftutils tests scripts bench notebooks book
+	$(VENV)/bin/ruff format --check ftutils tests scripts bench notebooks book
 
 unit: $(VENV)/.installed
 	$(PY) -m pytest -n $(JOBS) --dist loadfile tests
@@ -66,6 +66,21 @@ test-folder: $(VENV)/.installed
 	rm -rf $(OWN_IMAGES) && $(PY) scripts/make_image_folder.py $(OWN_IMAGES) --awkward
 	$(PY) scripts/run_book.py --out build/folder -p DATASET $(abspath $(OWN_IMAGES)) \
 		-p IMAGE_SIZE 32 -p IMAGES_PER_CLASS 30 -p TEST_PER_CLASS 8 notebooks/01_introduction.ipynb
+
+# The rendered book: the committed notebooks as a static site with a table of contents,
+# previous/next links, the errata page and the glossary (build/book/index.html). Its
+# packages (requirements-book.txt) are installed only for it.
+$(VENV)/.book-installed: $(VENV)/.installed requirements-book.txt
+	$(PY) -m pip install -r requirements-book.txt
+	touch $@
+
+book: $(VENV)/.book-installed
+	$(PY) scripts/build_book.py
+
+# The book built, every internal link checked and its index opened in headless Chromium
+# (Debian: apt install chromium; without it that one test skips)
+test-book: book
+	$(PY) -m pytest tests/test_book.py
 
 bench: $(VENV)/.installed
 	$(PY) bench/fast_path.py
