@@ -12,16 +12,21 @@ cell tagged ``injected-parameters`` with the assignments goes right after the ce
 carry the default run only, so ``-p`` cannot be combined with ``--inplace``. Exits non-zero when any
 notebook fails, naming the failing cell. Each notebook's line ends with how many of its
 verdicts were confirmed; with FTUTILS_STRICT_VERDICTS=1 a verdict that does not hold fails
-its notebook, otherwise it is printed as NOT CONFIRMED and the run goes on.
+its notebook, otherwise it is printed as NOT CONFIRMED and the run goes on. In a terminal a
+status line shows, while they run, how many code cells of each running notebook are done.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
+import shutil
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Mapping, MutableMapping
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from multiprocessing import Manager
 from pathlib import Path
 
 import nbformat
@@ -83,12 +88,24 @@ def inject_parameters(nb: nbformat.NotebookNode, parameters: dict, name: str) ->
     nb.cells.insert(index + 1, cell)
 
 
+def progress_line(progress: Mapping[str, tuple[int, int]], elapsed: float) -> str:
+    """The status line while notebooks run: each running notebook's code cells done."""
+    running = ", ".join(f"{name} cell {done}/{total}" for name, (done, total) in progress.items())
+    return f"[{elapsed:5.0f} s] running {running}"
+
+
 def execute(
-    path: Path, out_dir: Path | None, log_dir: Path, timeout: int, parameters: dict | None = None
+    path: Path,
+    out_dir: Path | None,
+    log_dir: Path,
+    timeout: int,
+    parameters: dict | None = None,
+    progress: MutableMapping | None = None,
 ) -> tuple[bool, str]:
     """Run one notebook with its folder as working directory; save it; return (ok, detail).
 
     The kernel's own messages (Jupyter's and TensorFlow's logs) go to ``log_dir/NAME.log``.
+    ``progress``: where to keep ``NAME -> (code cells done, code cells)`` while it runs.
     """
     nb = nbformat.read(path, as_version=4)
     for cell in nb.cells:  # a failed run must not show, or count, the committed outputs below it
@@ -99,6 +116,14 @@ def execute(
     client = NotebookClient(
         nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": path.parent}}
     )
+    if progress is not None:
+        code_cells = [i for i, cell in enumerate(nb.cells) if cell.cell_type == "code"]
+        progress[path.name] = (0, len(code_cells))
+
+        def executed(cell_index: int, **_) -> None:
+            progress[path.name] = (code_cells.index(cell_index) + 1, len(code_cells))
+
+        client.on_cell_executed = executed
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{path.stem}.log"
     ok, detail = True, "ok"
@@ -126,6 +151,8 @@ def execute(
     confirmed, refuted = verdict_counts(nb)
     if confirmed or refuted:
         detail += f", {confirmed}/{confirmed + refuted} verdicts confirmed"
+    if progress is not None:
+        progress.pop(path.name, None)
     return ok, detail
 
 
@@ -152,18 +179,27 @@ def main() -> int:
     out_dir = None if args.inplace else args.out
     log_dir = args.out / "logs"
     start = time.perf_counter()
-    if args.jobs <= 1:
-        results = [
-            timed_execute(path, out_dir, log_dir, args.timeout, parameters)
-            for path in args.notebooks
-        ]
-    else:
-        with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-            runs = [
-                pool.submit(timed_execute, p, out_dir, log_dir, args.timeout, parameters)
-                for p in args.notebooks
-            ]
-            results = [run.result() for run in as_completed(runs)]  # in the order they finish
+    terminal = sys.stdout.isatty()  # a status line only where it can be rewritten in place
+    results = []
+    with contextlib.ExitStack() as stack:
+        progress = stack.enter_context(Manager()).dict() if terminal else None
+        pool = stack.enter_context(ProcessPoolExecutor(max_workers=max(1, args.jobs)))
+        running = {
+            pool.submit(timed_execute, p, out_dir, log_dir, args.timeout, parameters, progress)
+            for p in args.notebooks
+        }
+        width = shutil.get_terminal_size().columns - 1
+        while running:
+            finished, running = wait(running, timeout=1, return_when=FIRST_COMPLETED)
+            if terminal:
+                print("\r\033[K", end="")  # clear the status line
+            for run in finished:  # each notebook's line, in the order they finish
+                ok, line = run.result()
+                print(line, flush=True)
+                results.append((ok, line))
+            if terminal and running:
+                line = progress_line(dict(progress), time.perf_counter() - start)
+                print(line[:width], end="", flush=True)
     failures = sum(not ok for ok, _ in results)
     print(
         f"{len(results)} notebooks in {time.perf_counter() - start:.0f} s, {failures} failed "
@@ -173,14 +209,18 @@ def main() -> int:
 
 
 def timed_execute(
-    path: Path, out_dir: Path | None, log_dir: Path, timeout: int, parameters: dict
+    path: Path,
+    out_dir: Path | None,
+    log_dir: Path,
+    timeout: int,
+    parameters: dict,
+    progress: MutableMapping | None,
 ) -> tuple[bool, str]:
-    """:func:`execute`, then the notebook's line: name, seconds, status."""
+    """:func:`execute`; whether it succeeded and the notebook's line: name, seconds, status."""
     start = time.perf_counter()
-    ok, detail = execute(path, out_dir, log_dir, timeout, parameters)
+    ok, detail = execute(path, out_dir, log_dir, timeout, parameters, progress)
     status = detail if ok else f"FAILED ({detail})"
-    print(f"{path.name:<40} {time.perf_counter() - start:7.1f} s  {status}", flush=True)
-    return ok, detail
+    return ok, f"{path.name:<40} {time.perf_counter() - start:7.1f} s  {status}"
 
 
 if __name__ == "__main__":

@@ -1,6 +1,9 @@
 """The scripts of ``scripts/`` as modules for the tests, and when their committed results apply."""
 
+from ftutils.config import PROJECT_DIR
 from ftutils.studies import load_script  # noqa: F401  (the tests import it from here)
+
+SCRIPTS = PROJECT_DIR / "scripts"
 
 
 def skip_unless_configuration_of_the_study() -> None:

@@ -50,10 +50,31 @@ def test_a_notebook_runs_with_the_injected_values_and_inplace_is_refused(tmp_pat
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "toy.ipynb" in done.stdout and "ok" in done.stdout
+    # not a terminal: the notebook's line and the summary, no status line
+    line, summary = done.stdout.splitlines()
+    assert line.startswith("toy.ipynb") and line.endswith(" s  ok"), line
+    assert summary.startswith("1 notebooks in ") and ", 0 failed" in summary
     executed = nbformat.read(tmp_path / "out" / "toy.ipynb", as_version=4)
     assert executed.cells[2].outputs[0]["text"] == "/data/my photos at 32 px\n"
     refused = subprocess.run(
         [*command, "--inplace", "-p", "SIZE", "32", str(path)], capture_output=True, text=True
     )
     assert refused.returncode == 2 and "no --inplace" in refused.stderr
+
+
+def test_progress_counts_the_code_cells_done_and_is_cleared_at_the_end(tmp_path):
+    run_book = load_script("run_book")
+    seen = []
+
+    class Recording(dict):
+        def __setitem__(self, name, value):
+            seen.append((name, value))
+            super().__setitem__(name, value)
+
+    progress = Recording()
+    ok, _ = run_book.execute(_notebook(tmp_path / "toy.ipynb"), tmp_path / "out",
+                             tmp_path / "logs", 120, None, progress)  # fmt: skip
+    assert ok and seen == [("toy.ipynb", (0, 2)), ("toy.ipynb", (1, 2)), ("toy.ipynb", (2, 2))]
+    assert progress == {}  # a finished notebook leaves the status line
+    line = run_book.progress_line({"a.ipynb": (3, 10), "b.ipynb": (0, 4)}, 12.4)
+    assert line == "[   12 s] running a.ipynb cell 3/10, b.ipynb cell 0/4"
