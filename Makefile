@@ -13,7 +13,7 @@ JOBS ?= 2
 # idle; results do not depend on it (each TensorFlow process sizes its threads by the cores).
 TEST_JOBS ?= 3
 
-.PHONY: run test test-distributed test-folder book test-book lint unit nbval bench gpu-check cache-archive cache-restore clean clean-cache
+.PHONY: run test test-distributed test-folder book test-book test-min lint unit nbval bench gpu-check cache-archive cache-restore clean clean-cache
 
 # A venv left half-made (no venv module, an unsupported Python) is removed, so the next run
 # starts clean instead of failing on it forever.
@@ -81,6 +81,15 @@ book: $(VENV)/.book-installed
 # (Debian: apt install chromium; without it that one test skips)
 test-book: book
 	$(PY) -m pytest tests/test_book.py
+
+# The oldest runtime dependencies the requirements allow (requirements-min.txt: TensorFlow
+# 2.21.0, Keras 3.12.0, ...) in a venv of their own, unit tests only: the notebooks' committed
+# outputs come from the current versions. .ci/run does not call it.
+MIN_VENV ?= .venv-min
+test-min:
+	$(PYTHON) -m venv $(MIN_VENV)
+	$(MIN_VENV)/bin/python -m pip install -c requirements-min.txt -r requirements.txt -e .
+	$(MIN_VENV)/bin/python -m pytest -n $(JOBS) --dist loadfile tests
 
 bench: $(VENV)/.installed
 	$(PY) bench/fast_path.py

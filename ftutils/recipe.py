@@ -174,7 +174,7 @@ def _finished(run: Path | None, phase: str, model, rows: list[dict]) -> None:
     cache.write_atomically(run / PHASES_FILE, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
-def _activations(lower: keras.Model, data: Data, verbose: int) -> tuple[np.ndarray, np.ndarray]:
+def _activations(lower: keras.Model, data: Data, verbose: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """The lower part's output for every example and the labels, in the same order
     (``verbose``: Keras' progress display while images go through the lower part)."""
     if isinstance(data, ImageData | ImageFiles):
