@@ -23,4 +23,3 @@ html_theme_options = {
     "use_download_button": True,
 }
 html_show_sourcelink = False
-html_last_updated_fmt = None
