@@ -95,6 +95,7 @@ bench: $(VENV)/.installed
 	$(PY) bench/fast_path.py
 	$(PY) bench/distribution.py
 	$(PY) bench/memory.py
+	$(PY) bench/onednn.py
 
 gpu-check: $(VENV)/.installed
 	$(PY) scripts/gpu_check.py

@@ -5,6 +5,12 @@ before any submodule imports it. TensorFlow 2.21 still writes its absl/oneDNN/CU
 notices straight to file descriptor 2 while importing, whatever the log level, so that one
 import runs with descriptor 2 pointed at /dev/null. Set ``TF_CPP_MIN_LOG_LEVEL`` below 3
 before importing ftutils to see those notices (e.g. when a GPU is not found).
+
+TensorFlow turns its oneDNN CPU kernels on by default only on CPUs with AVX-512 extensions
+(VNNI, BF16, AMX); on an AVX2-only CPU (the AMD EPYC some of our machines have) it falls back
+to Eigen's kernels, which train a VGG16 about 3 times slower (bench/onednn.py) and round
+differently, so that one book gave other numbers on each kind of CPU. ftutils asks for oneDNN
+everywhere; set ``TF_ENABLE_ONEDNN_OPTS=0`` before importing ftutils to compare.
 """
 
 import os
@@ -27,6 +33,7 @@ def _import_tensorflow_quietly() -> None:
         os.close(devnull)
 
 
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # read once, when TensorFlow is imported
 _import_tensorflow_quietly()
 
 from ftutils.config import setup  # noqa: E402
