@@ -52,11 +52,12 @@ nbval: $(VENV)/.installed
 	$(STRICT) $(PY) -m pytest --nbval $(NBVAL_ARGS) -n $(JOBS) --dist loadfile notebooks
 
 # The GPU-shaped configuration on a CPU: two replicas (logical CPU devices) and bfloat16
-# mixed precision, for the unit tests and two notebooks whose verdicts must still hold.
+# mixed precision, for the unit tests and two notebooks whose verdicts must still hold, each
+# part spread over the workers as `make test` does.
 DISTRIBUTED := FTUTILS_STRATEGY=mirrored:2 FTUTILS_PRECISION=mixed_bfloat16
 test-distributed: $(VENV)/.installed
-	$(DISTRIBUTED) $(PY) -m pytest tests
-	$(STRICT) $(DISTRIBUTED) $(PY) scripts/run_book.py --out build/distributed \
+	$(DISTRIBUTED) $(PY) -m pytest -n $(TEST_JOBS) --dist loadfile tests
+	$(STRICT) $(DISTRIBUTED) $(PY) scripts/run_book.py --jobs $(JOBS) --out build/distributed \
 		notebooks/01_introduction.ipynb notebooks/04_4_finetuning_workflow.ipynb
 
 # Notebook 01 on a generated image folder (Chinese class names, a greyscale, an RGBA and a
