@@ -54,8 +54,8 @@ nbval: $(VENV)/.installed
 # The GPU-shaped configuration on a CPU: two replicas (logical CPU devices) and bfloat16
 # mixed precision, for the unit tests and two notebooks whose verdicts must still hold, each
 # part spread over the workers as `make test` does. The notebooks run only on a CPU with
-# AVX-512: without it bfloat16 is emulated, and on an AVX2-only AMD EPYC 04_4 alone took
-# 25 minutes (docs/traps.md).
+# AVX-512: without it bfloat16 is emulated, and on an AVX2-only AMD EPYC each took 25 minutes
+# (docs/traps.md).
 DISTRIBUTED := FTUTILS_STRATEGY=mirrored:2 FTUTILS_PRECISION=mixed_bfloat16
 DISTRIBUTED_NOTEBOOKS := notebooks/01_introduction.ipynb notebooks/04_4_finetuning_workflow.ipynb
 test-distributed: $(VENV)/.installed

@@ -7,10 +7,10 @@ import runs with descriptor 2 pointed at /dev/null. Set ``TF_CPP_MIN_LOG_LEVEL``
 before importing ftutils to see those notices (e.g. when a GPU is not found).
 
 TensorFlow turns its oneDNN CPU kernels on by default only on CPUs with AVX-512 extensions
-(VNNI, BF16, AMX); on an AVX2-only CPU (the AMD EPYC some of our machines have) it falls back
-to Eigen's kernels, which train a VGG16 about 3 times slower (bench/onednn.py) and round
-differently, so that one book gave other numbers on each kind of CPU. ftutils asks for oneDNN
-everywhere; set ``TF_ENABLE_ONEDNN_OPTS=0`` before importing ftutils to compare.
+(VNNI, BF16, AMX); on an AVX2-only CPU (a 2-core AMD EPYC, say) it falls back to Eigen's
+kernels, which trained a VGG16 about 3 times slower there (bench/onednn.py) and round
+differently. ftutils asks for oneDNN on every CPU; set ``TF_ENABLE_ONEDNN_OPTS=0`` before
+importing ftutils to compare (docs/traps.md).
 """
 
 import os
