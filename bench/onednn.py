@@ -9,8 +9,10 @@ script times, in one subprocess per setting,
 * one MobileNetV2 forward pass over 256 random 96 px images (what feature extraction does),
 
 each after one untimed run (tracing), and prints seconds and the ratio off/on. On an AVX2-only
-AMD EPYC (2 cores) it measured 64.7 s vs 21.7 s for the VGG16 epochs (3.0x) and 1.40 s vs
-1.16 s for the forward pass. Run with ``python bench/onednn.py``; about two minutes on 2 cores.
+AMD EPYC (2 cores), over three runs, oneDNN made the VGG16 epochs 1.8 to 3.2 times faster and
+the forward pass 0.4 to 1.2 times as fast (slower in two runs): the reason to keep it on is
+that every CPU then runs the same kind of kernels, not speed. Run with ``python
+bench/onednn.py``; about three minutes on 2 cores.
 """
 
 from __future__ import annotations

@@ -8,9 +8,10 @@ before importing ftutils to see those notices (e.g. when a GPU is not found).
 
 TensorFlow turns its oneDNN CPU kernels on by default only on CPUs with AVX-512 extensions
 (VNNI, BF16, AMX); on an AVX2-only CPU (a 2-core AMD EPYC, say) it falls back to Eigen's
-kernels, which trained a VGG16 about 3 times slower there (bench/onednn.py) and round
-differently. ftutils asks for oneDNN on every CPU; set ``TF_ENABLE_ONEDNN_OPTS=0`` before
-importing ftutils to compare (docs/traps.md).
+kernels, which round differently from the oneDNN kernels the committed results were made with
+(there a notebook's check against its committed study failed without oneDNN and passed with
+it). ftutils asks for oneDNN on every CPU; set ``TF_ENABLE_ONEDNN_OPTS=0`` before importing
+ftutils to compare (bench/onednn.py, docs/traps.md).
 """
 
 import os
