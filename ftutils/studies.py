@@ -102,3 +102,32 @@ def summary(made: dict, source: str) -> str:
             f"weights:  {made['weights']}",
         ]
     )
+
+
+class ResultsFile:
+    """A study's results file, written after every run so an interrupted study keeps what it
+    finished. A file made before with the same parameters and weights is resumed: its runs
+    are kept, and :meth:`has` tells which need not run again. ``key`` names the fields of a
+    run that identify it (e.g. ``("seed",)``).
+    """
+
+    def __init__(self, path: Path, made: dict, key: tuple[str, ...] = ("seed",)):
+        self.path, self.key = Path(path), key
+        self.content = {"provenance": made, "runs": []}
+        if self.path.is_file():
+            previous = json.loads(self.path.read_text())
+            as_stored = json.loads(json.dumps(made))  # tuples read back as lists
+            if all(previous["provenance"][k] == as_stored[k] for k in ("parameters", "weights")):
+                self.content["runs"] = previous["runs"]
+                made["started"] = previous["provenance"]["started"]
+
+    def has(self, **run) -> bool:
+        """Whether the file already holds the run with these key fields."""
+        wanted = tuple(run[k] for k in self.key)
+        return any(tuple(row[k] for k in self.key) == wanted for row in self.content["runs"])
+
+    def save(self, row: dict) -> None:
+        """Add one finished run and write the file (atomically)."""
+        self.content["runs"].append(row)
+        self.content["provenance"]["finished"] = now()
+        write_json(self.path, self.content)

@@ -36,9 +36,24 @@ def test_write_json_replaces_the_file_whole(tmp_path, monkeypatch):
 
 
 def test_load_script_gives_the_study_as_a_module():
-    vgg_study = studies.load_script("vgg_study")
-    assert vgg_study.RESULTS.name == "vgg_study.json"
-    assert vgg_study.Study().params == json.loads(json.dumps(vgg_study.PARAMS))
+    scratch_study = studies.load_script("scratch_study")
+    assert scratch_study.results_path("vgg16").name == "scratch_study_vgg16.json"
+    params = scratch_study.PARAMS["alexnet"]
+    assert scratch_study.Study(params).params == json.loads(json.dumps(params))
+
+
+def test_a_results_file_is_written_per_run_and_resumed_only_for_the_same_study(tmp_path):
+    out = tmp_path / "study.json"
+    made = studies.record("python scripts/x.py", {"seeds": (0, 1)}, "ImageNet weights")
+    first = studies.ResultsFile(out, made)
+    first.save({"seed": 0, "accuracy": 0.5})
+    assert json.loads(out.read_text())["runs"] == [{"seed": 0, "accuracy": 0.5}]
+    again = studies.record("python scripts/x.py", {"seeds": [0, 1]}, "ImageNet weights")
+    resumed = studies.ResultsFile(out, again)
+    assert resumed.has(seed=0) and not resumed.has(seed=1)
+    assert again["started"] == made["started"]  # the study's start, not the resumption's
+    other = studies.record("python scripts/x.py", {"seeds": [0, 1]}, "random weights")
+    assert not studies.ResultsFile(out, other).has(seed=0)  # other weights: start afresh
 
 
 def test_summary_says_where_the_results_come_from_and_how_they_were_made():

@@ -1,18 +1,19 @@
-"""VGG16 pretrained vs from scratch (§4.2): the seeds too long for the notebook.
+"""Pretrained vs from scratch (§4.1 AlexNet, §4.2 VGG): the seeds too long for the notebooks.
 
-    python scripts/vgg_study.py                 # every seed -> data/results/vgg_study.json
-    python scripts/vgg_study.py --seeds 0 --out /tmp/vgg.json
+    python scripts/scratch_study.py vgg16      # every seed -> data/results/scratch_study_vgg16.json
+    python scripts/scratch_study.py alexnet --seeds 0 --out /tmp/alexnet.json
 
-VGG16 at 32 px on Fashion-MNIST's classes 5-9 (20 images per class per seed: 16 to train, 4
-to validate; 500 test images). The pretrained start is VGG16's ImageNet weights when they
-can be had, else the base pretrained here on the source split (classes 0-4,
+A backbone with no ImageNet weights offline (VGG16 at 32 px, AlexNet at 67 px) on
+Fashion-MNIST's classes 5-9 (20 images per class per seed: 16 to train, 4 to validate; 500
+test images). The pretrained start is the backbone's ImageNet weights when they can be had,
+else the base pretrained here on the source split (classes 0-4,
 ``ftutils.transfer.pretrained_weights``). For each seed three models: the frozen base with a
 new head trained on its cached features ("head only"), that classifier with every layer then
 trained ("pretrained"), and the same classifier from random weights with every layer trained
 ("scratch"), the last two scored at an equal budget of passes and at convergence (early
-stopping on validation loss). The notebook ``04_2_vgg.ipynb`` describes the design, plots
-the committed results and re-runs the first seed live with :class:`Study`, whose sanity
-checks compare it with the file.
+stopping on validation loss). The notebooks ``04_1_alexnet.ipynb`` and ``04_2_vgg.ipynb``
+describe the design, plot the committed results and re-run the first seed live with
+:class:`Study`, whose sanity checks compare it with the file.
 
 Each seed's run starts by seeding every generator, so its result does not depend on the
 seeds run before it. Results are written after every seed, with the command, parameters,
@@ -30,23 +31,41 @@ import time
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
-RESULTS = PROJECT / "data" / "results" / "vgg_study.json"
 
-#: The notebook's parameters cell, in its defaults: what the committed study ran.
+#: Each notebook's parameters cell, in its defaults: what the committed studies ran.
 PARAMS = {
-    "image_size": 32,  # VGG16's smallest input; five 2x2 pools leave a 1x1 map
-    "source_per_class": 150,  # source-split pretraining, used only without ImageNet weights
-    "source_epochs": 3,
-    "source_lr": 1e-4,
-    "target_per_class": 20,  # per seed: 16 for training, 4 for validation
-    "test_per_class": 100,  # scored at the budget and at convergence, never used for a choice
-    "head_epochs": 30,  # the new head on cached features of the frozen base
-    "head_lr": 1e-3,
-    "train_lr": 1e-4,  # every layer, pretrained or from scratch
-    "budget_epochs": 3,  # the equal budget: passes of the whole network
-    "max_epochs": 25,  # at convergence: early stopping on validation loss, at most this many
-    "patience": 4,  # passes without a lower validation loss before stopping
-    "seeds": [0, 1, 2],
+    "alexnet": {  # 04_1_alexnet.ipynb
+        "backbone": "alexnet",
+        "image_size": 67,  # AlexNet's smallest input: conv1 and three max-pools leave 1x1
+        "source_per_class": 300,  # the source split: no ImageNet weights exist for AlexNet
+        "source_epochs": 6,
+        "source_lr": 3e-4,
+        "target_per_class": 20,  # per seed: 16 for training, 4 for validation
+        "test_per_class": 100,  # scored at the budget and at convergence, never for a choice
+        "head_epochs": 30,  # the new head on cached features of the frozen base
+        "head_lr": 1e-2,
+        "train_lr": 3e-4,  # every layer, pretrained or from scratch
+        "budget_epochs": 3,  # the equal budget: passes of the whole network
+        "max_epochs": 40,  # at convergence: early stopping on validation loss, at most this
+        "patience": 5,  # passes without a lower validation loss before stopping
+        "seeds": [0, 1, 2],
+    },
+    "vgg16": {  # 04_2_vgg.ipynb
+        "backbone": "vgg16",
+        "image_size": 32,  # VGG16's smallest input; five 2x2 pools leave a 1x1 map
+        "source_per_class": 150,  # source-split pretraining, used only without ImageNet weights
+        "source_epochs": 3,
+        "source_lr": 1e-4,
+        "target_per_class": 20,  # per seed: 16 for training, 4 for validation
+        "test_per_class": 100,  # scored at the budget and at convergence, never used for a choice
+        "head_epochs": 30,  # the new head on cached features of the frozen base
+        "head_lr": 1e-3,
+        "train_lr": 1e-4,  # every layer, pretrained or from scratch
+        "budget_epochs": 3,  # the equal budget: passes of the whole network
+        "max_epochs": 25,  # at convergence: early stopping on validation loss, at most this many
+        "patience": 4,  # passes without a lower validation loss before stopping
+        "seeds": [0, 1, 2],
+    },
 }
 
 #: The test accuracies of one seed's row, and where its best pass and curves are kept.
@@ -60,11 +79,16 @@ SCORES = [
 METHODS = ["pretrained", "scratch"]
 
 
+def results_path(backbone: str) -> Path:
+    """Where the committed study of ``backbone`` lives."""
+    return PROJECT / "data" / "results" / f"scratch_study_{backbone}.json"
+
+
 class Study:
     """The pretrained weights, the target data and one seed's three models (:meth:`run`)."""
 
-    def __init__(self, params: dict | None = None):
-        self.params = json.loads(json.dumps(PARAMS if params is None else params))
+    def __init__(self, params: dict):
+        self.params = json.loads(json.dumps(params))
 
     def prepare(self, verbose: int = 2) -> Study:
         """The pretrained weights (pretraining on the source split if it must) and the data."""
@@ -72,7 +96,7 @@ class Study:
 
         p = self.params
         self.weights, self.weights_description = transfer.pretrained_weights(
-            "vgg16",
+            p["backbone"],
             p["image_size"],
             per_class=p["source_per_class"],
             epochs=p["source_epochs"],
@@ -90,7 +114,7 @@ class Study:
         from ftutils import backbones, models, training
 
         p = self.params
-        backbones.unfreeze(models.base_of(model))  # VGG16 has no BatchNormalization to protect
+        backbones.unfreeze(models.base_of(model))  # no BatchNormalization to protect in either
         return training.fit_budget_then_convergence(
             model,
             train_xy,
@@ -115,7 +139,7 @@ class Study:
         train_xy, val_xy = data.resized_arrays(train, size), data.resized_arrays(val, size)
         start = time.perf_counter()
         set_seed(seed)
-        model = models.build_classifier("vgg16", n_classes, size, weights=self.weights)
+        model = models.build_classifier(p["backbone"], n_classes, size, weights=self.weights)
         head, _ = frozen.train_head(
             frozen.extract_features(model, train, use_disk_cache=False),
             train.labels,
@@ -129,7 +153,7 @@ class Study:
         head_only = training.accuracy(model, *self.test_xy, batch_size=250)
         tuned, tuned_history = self.train_every_layer(model, train_xy, val_xy, seed)
         set_seed(seed)
-        scratch = models.build_classifier("vgg16", n_classes, size, weights=None)
+        scratch = models.build_classifier(p["backbone"], n_classes, size, weights=None)
         fresh, scratch_history = self.train_every_layer(scratch, train_xy, val_xy, seed)
         return {
             "seed": seed,
@@ -152,41 +176,37 @@ def run_to_file(out: Path, study: Study, seeds: list[int], command: str) -> dict
     from ftutils import studies
 
     made = studies.record(command, study.params, study.weights_description)
-    result = {"provenance": made, "runs": []}
-    if out.is_file():
-        previous = json.loads(out.read_text())
-        same = ("parameters", "weights")
-        if all(previous["provenance"][k] == made[k] for k in same):
-            result["runs"] = previous["runs"]
-            made["started"] = previous["provenance"]["started"]
-    done = {row["seed"] for row in result["runs"]}
+    results = studies.ResultsFile(out, made, key=("seed",))
     for seed in seeds:
-        if seed in done:
+        if results.has(seed=seed):
             continue
         row = study.run(seed)
-        result["runs"].append(row)
-        made["finished"] = studies.now()
-        studies.write_json(out, result)
+        results.save(row)
         scores = " ".join(f"{name}={row[name]:.3f}" for name in SCORES)
         print(f"seed {seed}: {scores} ({row['seconds']:.0f} s)", flush=True)
-    return result
+    return results.content
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--seeds", type=int, nargs="+", default=PARAMS["seeds"])
+    parser.add_argument("backbone", choices=sorted(PARAMS))
+    parser.add_argument(
+        "--out", type=Path, help="default: data/results/scratch_study_<backbone>.json"
+    )
+    parser.add_argument("--seeds", type=int, nargs="+", help="default: the study's seeds")
     args = parser.parse_args(argv)
 
     import ftutils
 
     ftutils.setup(seed=0, verbose=False)
     start = time.perf_counter()
-    study = Study().prepare()
-    command = shlex.join(["python", "scripts/vgg_study.py", *argv])
-    run_to_file(args.out, study, args.seeds, command)
-    print(f"{len(args.seeds)} seeds in {time.perf_counter() - start:.0f} s -> {args.out}")
+    params = PARAMS[args.backbone]
+    study = Study(params).prepare()
+    out, seeds = args.out or results_path(args.backbone), args.seeds or params["seeds"]
+    command = shlex.join(["python", "scripts/scratch_study.py", *argv])
+    run_to_file(out, study, seeds, command)
+    print(f"{len(seeds)} seeds in {time.perf_counter() - start:.0f} s -> {out}")
     return 0
 
 
