@@ -23,3 +23,16 @@ def skip_unless_configuration_of_the_study() -> None:
             "the committed study ran on one device in float32; this run has "
             f"{described['replicas']} replica(s) and precision {described['precision']}"
         )
+
+
+def assert_made_by(about: dict, command: str, params: dict) -> None:
+    """A committed study's provenance ``about`` names how it was made: the ``command`` it
+    starts with, the script's ``params`` as stored, on one device."""
+    import json
+
+    for key in ("command", "parameters", "versions", "configuration", "machine", "weights",
+                "started", "finished"):  # fmt: skip
+        assert key in about, key
+    assert about["command"].startswith(command)
+    assert about["parameters"] == json.loads(json.dumps(params))
+    assert about["configuration"]["replicas"] == 1
