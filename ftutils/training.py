@@ -91,13 +91,19 @@ def compile_classifier(
     The optimizer is created in the scope of the strategy the model was built under (a
     Keras 3 optimizer can build its variables only there). Metrics go by keyword: in Keras 3
     a third positional argument is ``loss_weights``.
+
+    Compile after setting which layers train: the optimizer's and the metric's variables are
+    made here, for the weights trainable now. Made later, inside the first traced training
+    step (Keras does so without a distribution strategy), they make TensorFlow trace that
+    step twice, which for MobileNetV2 doubles a fit's start-up (docs/traps.md).
     """
     with distribute.scope_of(model):
         model.compile(
             optimizer=make_optimizer(optimizer, learning_rate),
             loss="sparse_categorical_crossentropy",
-            metrics=["accuracy"],
+            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
         )
+        model.optimizer.build(model.trainable_variables)
     distribute.adapt_for_multiworker(model)
 
 
