@@ -13,7 +13,8 @@ trained ("pretrained"), and the same classifier from random weights with every l
 ("scratch"), the last two scored at an equal budget of passes and at convergence (early
 stopping on validation loss). The notebooks ``04_1_alexnet.ipynb`` and ``04_2_vgg.ipynb``
 describe the design, plot the committed results and re-run the first seed live with
-:class:`Study`, whose sanity checks compare it with the file.
+:class:`Study` (04_2 up to the budget only: VGG16's run to convergence is the longest of the
+book), whose sanity checks compare it with the file.
 
 Each seed's run starts by seeding every generator, so its result does not depend on the
 seeds run before it. Results are written after every seed, with the command, parameters,
@@ -76,6 +77,8 @@ SCORES = [
     "pretrained, converged",
     "scratch, converged",
 ]
+#: The scores a run stopped at the budget gives (``Study.run(seed, budget_only=True)``).
+BUDGET_SCORES = SCORES[:3]
 METHODS = ["pretrained", "scratch"]
 
 
@@ -108,9 +111,9 @@ class Study:
         self.test_xy = data.resized_arrays(self.test, p["image_size"])
         return self
 
-    def train_every_layer(self, model, train_xy, val_xy, seed: int):
-        """Unfreeze the whole base and train under the budget-then-convergence schedule;
-        the callback (its two test scores and best pass) and the history."""
+    def train_every_layer(self, model, train_xy, val_xy, seed: int, max_epochs: int):
+        """Unfreeze the whole base and train under the budget-then-convergence schedule, for
+        at most ``max_epochs`` passes; the callback (its test scores, best pass) and history."""
         from ftutils import backbones, models, training
 
         p = self.params
@@ -123,13 +126,15 @@ class Study:
             learning_rate=p["train_lr"],
             budget=p["budget_epochs"],
             patience=p["patience"],
-            max_epochs=p["max_epochs"],
+            max_epochs=max_epochs,
             seed=seed,
         )
 
-    def run(self, seed: int) -> dict:
+    def run(self, seed: int, budget_only: bool = False) -> dict:
         """The three models on `seed`'s training images: test accuracies, best passes and
-        each network's validation accuracy after every pass."""
+        each network's validation accuracy after every pass. ``budget_only``: both networks
+        stop at the budget, and only :data:`BUDGET_SCORES` are returned (the same numbers as
+        a full run's: each network's first passes do not depend on when it will stop)."""
         from ftutils import data, frozen, models, training
         from ftutils.config import set_seed
 
@@ -151,10 +156,18 @@ class Study:
         )
         models.copy_head(head, model)
         head_only = training.accuracy(model, *self.test_xy, batch_size=250)
-        tuned, tuned_history = self.train_every_layer(model, train_xy, val_xy, seed)
+        max_epochs = p["budget_epochs"] if budget_only else p["max_epochs"]
+        tuned, tuned_history = self.train_every_layer(model, train_xy, val_xy, seed, max_epochs)
         set_seed(seed)
         scratch = models.build_classifier(p["backbone"], n_classes, size, weights=None)
-        fresh, scratch_history = self.train_every_layer(scratch, train_xy, val_xy, seed)
+        fresh, scratch_history = self.train_every_layer(scratch, train_xy, val_xy, seed, max_epochs)
+        if budget_only:
+            return {
+                "seed": seed,
+                "head only": head_only,
+                "pretrained, budget": tuned.at_budget,
+                "scratch, budget": fresh.at_budget,
+            }
         return {
             "seed": seed,
             "head only": head_only,
