@@ -161,14 +161,7 @@ class Study:
         set_seed(seed)
         scratch = models.build_classifier(p["backbone"], n_classes, size, weights=None)
         fresh, scratch_history = self.train_every_layer(scratch, train_xy, val_xy, seed, max_epochs)
-        if budget_only:
-            return {
-                "seed": seed,
-                "head only": head_only,
-                "pretrained, budget": tuned.at_budget,
-                "scratch, budget": fresh.at_budget,
-            }
-        return {
+        row = {
             "seed": seed,
             "head only": head_only,
             "pretrained, budget": tuned.at_budget,
@@ -181,6 +174,7 @@ class Study:
             "scratch, val_accuracy": [float(a) for a in scratch_history["val_accuracy"]],
             "seconds": round(time.perf_counter() - start, 1),
         }
+        return {k: row[k] for k in ("seed", *BUDGET_SCORES)} if budget_only else row
 
 
 def run_to_file(out: Path, study: Study, seeds: list[int], command: str) -> dict:
