@@ -13,8 +13,11 @@ import contextlib
 import dataclasses
 import hashlib
 import io
+import sys
+import types
 from collections.abc import Callable
 from pathlib import Path
+from unittest import mock
 
 import keras
 import numpy as np
@@ -33,7 +36,10 @@ class BackboneSpec:
     ``scaling`` is what the backbone's ``keras.applications`` ``preprocess_input`` does to
     [0, 255] RGB: ``"tf"`` (to [-1, 1]), ``"caffe"`` (RGB to BGR, ImageNet mean subtracted) or
     ``"none"`` (the model rescales inside). ``weights_hash``: the file's SHA-256 (64 hex
-    digits) or MD5 (32, Keras' own), checked after a download.
+    digits) or MD5 (32, Keras' own), checked after a download. ``imagenet_graph``: the
+    constructor builds another network for ``weights="imagenet"`` than for ``weights=None``
+    (EfficientNet adds a ``Rescaling`` after its ``Normalization``), so ImageNet weights are
+    loaded by Keras' own ``weights="imagenet"`` code path.
     """
 
     constructor: Callable[..., keras.Model]
@@ -45,6 +51,7 @@ class BackboneSpec:
     download_mb: int
     weights_hash: str | None = None
     kwargs: dict = dataclasses.field(default_factory=dict)
+    imagenet_graph: bool = False
 
 
 # Hashes: SHA-256 of the official MobileNet files (no hash is published in keras.applications);
@@ -80,7 +87,7 @@ BACKBONES: dict[str, BackboneSpec] = {
     "efficientnet_b0": BackboneSpec(
         keras.applications.EfficientNetB0, "none", 32, 224, "efficientnetb0_notop.h5",
         "https://storage.googleapis.com/keras-applications/", 17,
-        "50bc09e76180e00e4465e1a485ddc09d",
+        "50bc09e76180e00e4465e1a485ddc09d", imagenet_graph=True,
     ),
     # hand-built (ftutils.alexnet): no ImageNet weights in Keras. Scaled to [-1, 1]: the
     # paper subtracts its mean training image, which a model pretrained here does not have
@@ -177,10 +184,14 @@ def get_base(
     """A convolutional base without its classifier, built at ``image_size`` (square, RGB).
 
     ``weights``: ``"imagenet"``, ``None`` (random initialisation) or a path to a weights file
-    (``.weights.h5`` or Keras' ``.h5``) of this backbone.
+    (``.weights.h5`` or Keras' ``.h5``) of this backbone. With ``"imagenet"`` the network is
+    the one ``keras.applications`` builds for ``weights="imagenet"``; with ``None`` or a path,
+    the one it builds for ``weights=None``.
     """
     entry = spec(name)
     size = check_image_size(name, image_size)
+    if weights == "imagenet" and entry.imagenet_graph:
+        return _keras_imagenet_base(name, size)
     base = entry.constructor(
         input_shape=(size, size, 3), include_top=False, weights=None, **entry.kwargs
     )
@@ -188,6 +199,36 @@ def get_base(
         path = imagenet_weights_path(name) if weights == "imagenet" else Path(weights)
         _load_weights(base, path, name)
     return base
+
+
+def _keras_imagenet_base(name: str, size: int) -> keras.Model:
+    """``keras.applications``' own ``weights="imagenet"`` network, reading the checked file.
+
+    Keras adds some layers only for ``weights="imagenet"`` (EfficientNet's
+    ``Rescaling(1/sqrt(stddev))``, tensorflow/tensorflow#49930). Its constructor then asks
+    ``file_utils.get_file`` for the file; for the length of the call that module name, in the
+    constructor's module only, answers with the file :func:`imagenet_weights_path` found or
+    downloaded and checked, so the same cache and errors apply as for every other backbone.
+    """
+    entry = spec(name)
+    path = imagenet_weights_path(name)
+    module = sys.modules[entry.constructor.__module__]
+    checked_file = types.SimpleNamespace(get_file=lambda *args, **kwargs: str(path))
+    try:
+        with mock.patch.object(module, "file_utils", checked_file):
+            return entry.constructor(
+                input_shape=(size, size, 3), include_top=False, weights="imagenet", **entry.kwargs
+            )
+    except (OSError, ValueError) as exc:
+        raise WeightsUnavailableError(_not_weights_message(path, name, exc)) from None
+
+
+def _not_weights_message(path: Path, name: str, exc: Exception) -> str:
+    return (
+        f"{path} is not a weights file for a {name} base ({type(exc).__name__}: "
+        f"{str(exc).splitlines()[0][:200]}); if it came from a download, delete it so it "
+        "downloads again, or give a file saved with model.save_weights from this backbone"
+    )
 
 
 def _load_weights(base: keras.Model, path: Path, name: str) -> None:
@@ -200,11 +241,7 @@ def _load_weights(base: keras.Model, path: Path, name: str) -> None:
     try:
         base.load_weights(path)
     except (OSError, ValueError) as exc:
-        raise WeightsUnavailableError(
-            f"{path} is not a weights file for a {name} base ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0][:200]}); if it came from a download, delete it so it "
-            "downloads again, or give a file saved with model.save_weights from this backbone"
-        ) from None
+        raise WeightsUnavailableError(_not_weights_message(path, name, exc)) from None
 
 
 def freeze(base: keras.Model) -> None:

@@ -1,10 +1,12 @@
 """Backbone registry, offline ImageNet weights, freezing and BN-safe unfreezing (§4.4)."""
 
+import contextlib
+
 import keras
 import numpy as np
 import pytest
 
-from ftutils import backbones, data, models, training
+from ftutils import backbones, cache, data, frozen, models, recipe, training
 from ftutils.errors import BackboneError, WeightsUnavailableError
 
 
@@ -148,3 +150,64 @@ def test_fit_after_unfreeze_changes_convs_but_not_batchnorm_statistics():
         np.testing.assert_array_equal(bn.moving_mean.numpy(), mean)
         np.testing.assert_array_equal(bn.moving_variance.numpy(), variance)
     assert not np.allclose(base.get_layer("Conv_1").kernel.numpy(), kernel)
+
+
+def _write_legacy_h5(model: keras.Model, path) -> None:
+    """Weights in Keras' legacy ``.h5`` layout, the layout of keras.applications' files."""
+    import h5py
+    from keras.src.legacy.saving import legacy_h5_format
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as file:
+        legacy_h5_format.save_weights_to_hdf5_group(file, model)
+
+
+@pytest.mark.parametrize(
+    "name", [n for n, entry in backbones.BACKBONES.items() if entry.weights_file is not None]
+)
+def test_every_imagenet_base_is_the_network_keras_builds_for_imagenet(
+    name, tmp_path, monkeypatch, float32_policy
+):
+    """get_base(weights="imagenet") computes what keras.applications(weights="imagenet") does.
+
+    The download is stubbed: a weights file of random values, written where the Keras cache
+    holds the real one, is what both read. EfficientNet's imagenet network has one more layer
+    than its weights=None one, so building with None and loading the file is not enough.
+    """
+    import sys
+
+    entry = backbones.spec(name)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    weights = tmp_path / "models" / entry.weights_file
+    source = entry.constructor(input_shape=(32, 32, 3), include_top=False, weights=None,
+                               **entry.kwargs)  # fmt: skip
+    rng = np.random.default_rng(1)
+    for variable in source.weights:  # random, and a variance stays positive
+        noise = rng.normal(0, 0.05, variable.shape)
+        variable.assign(1 + np.abs(noise) if "variance" in variable.path else noise)
+    _write_legacy_h5(source, weights)
+    keras_module = sys.modules[entry.constructor.__module__]
+    monkeypatch.setattr(keras_module.file_utils, "get_file", lambda *a, **k: str(weights))
+    with pytest.warns() if name.startswith("mobilenet") else contextlib.nullcontext():
+        expected = entry.constructor(
+            input_shape=(32, 32, 3), include_top=False, weights="imagenet", **entry.kwargs
+        )  # MobileNet warns that 32 px is not one of its ImageNet sizes
+    built = backbones.get_base(name, 32, weights="imagenet")
+
+    assert cache.architecture(built) == cache.architecture(expected)
+    images = np.random.default_rng(2).uniform(-1, 1, (2, 32, 32, 3)).astype("float32")
+    got, want = (np.asarray(m(images, training=False)) for m in (built, expected))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    assert np.abs(want).sum() > 0
+
+
+@pytest.mark.parametrize("name", sorted(recipe.TOP_BLOCK))
+def test_every_top_block_cut_splits_its_classifier_exactly(name, float32_policy):
+    """recipe.TOP_BLOCK's layer of each backbone is a clean cut: below it then above it
+    computes what the whole classifier computes."""
+    model = models.build_classifier(name, 3, 32, weights=None, dropout=0)
+    split = frozen.cut(model, recipe.TOP_BLOCK[name])
+    images = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    whole = model(images, training=False)
+    in_two = split.upper(split.lower(images, training=False), training=False)
+    np.testing.assert_allclose(in_two, whole, rtol=1e-5, atol=1e-6)
