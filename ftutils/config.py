@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import random
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +46,39 @@ def set_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     keras.utils.set_random_seed(seed)
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Run the block as after ``set_seed(seed)``; afterwards every generator is as before.
+
+    A library call that needs reproducible draws (the heads of ``recipe.feature_ensemble``)
+    seeds inside this block, so the caller's Python, NumPy, TensorFlow and Keras generators
+    are left where they were: the caller's next draws do not depend on the call.
+    """
+    from keras.src.backend.common import global_state
+    from keras.src.random import seed_generator
+    from keras.src.utils import rng_utils
+    from tensorflow.python.eager import context
+
+    keras_names = (rng_utils.GLOBAL_RANDOM_SEED, seed_generator.GLOBAL_SEED_GENERATOR)
+    keras_state = [global_state.get_global_attribute(name) for name in keras_names]
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    tf_context = context.context()  # TensorFlow's global seed and its op-seed generator
+    tf_seed, tf_rng = tf_context._seed, getattr(tf_context, "_rng", None)
+    tf_rng_state = tf_rng.getstate() if tf_rng is not None else None
+    set_seed(seed)
+    try:
+        yield
+    finally:
+        for name, value in zip(keras_names, keras_state, strict=True):
+            global_state.set_global_attribute(name, value)
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+        tf_context._seed = tf_seed
+        if tf_rng is not None:
+            tf_rng.setstate(tf_rng_state)
+        tf_context._rng = tf_rng
 
 
 def setup(

@@ -16,6 +16,8 @@ else from the environment, so CI and a reader's shell can switch them without ed
                           GPU kernels cost speed and some ops have none); ``1`` or ``0``
 ========================  ==============================================================
 
+Only :func:`configure` changes the process: a library call reads the strategy, the policy
+and determinism (:func:`settings`), and without ``setup()`` those are the caller's own.
 Models are built inside the chosen strategy's scope (``ftutils.models``), and every model
 derived from one (a head, the upper part of a cut classifier) and every compile happens
 under the strategy of the model it belongs to (:func:`scope_of`): a Keras 3 optimizer
@@ -179,16 +181,26 @@ def configure(
 
 
 def settings() -> Settings:
-    """The current choice (configuring from the environment if nothing was chosen yet)."""
-    if "settings" not in _configured:
-        configure()
-    return _configured["settings"]
+    """What ftutils builds under: the choice :func:`configure` made, else the process's own.
+
+    Before any :func:`configure` (a script that never calls ``ftutils.setup()``), this reads
+    the caller's state and changes nothing: TensorFlow's default strategy, the global
+    precision policy, op determinism as it is. A library call never sets them.
+    """
+    if "settings" in _configured:
+        return _configured["settings"]
+    return Settings("default", keras.mixed_precision.global_policy().name, _op_determinism())
+
+
+def _op_determinism() -> bool:
+    from tensorflow.python.framework import config as tf_config  # no public getter
+
+    return bool(tf_config.is_op_determinism_enabled())
 
 
 def strategy() -> tf.distribute.Strategy:
-    """The configured strategy: what ftutils builds models under."""
-    settings()
-    return _configured["strategy"]
+    """The configured strategy, else TensorFlow's default one: what ftutils builds under."""
+    return _configured["strategy"] if "strategy" in _configured else tf.distribute.get_strategy()
 
 
 def current() -> tf.distribute.Strategy:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from ftutils import backbones, distribute
 
@@ -17,19 +18,20 @@ def build_classifier(
     weights: str | Path | None = "imagenet",
     dropout: float = 0.2,
     augmentation: keras.Layer | None = None,
+    strategy: tf.distribute.Strategy | None = None,
 ) -> keras.Model:
     """Image -> [augmentation] -> preprocessing -> frozen base -> pooling -> dropout -> dense.
 
     Inputs are RGB images with values in [0, 255] (what ``ftutils.data.make_dataset``
     yields). The base starts frozen; ``model.base`` (or ``base_of(model)``, which also
     finds it in a reloaded model) is the base, for ``ftutils.backbones.unfreeze``. The
-    model is built under ``ftutils.distribute.current()``, in the global precision policy;
-    its output layer computes in float32 whatever the policy (softmax in float16 or
-    bfloat16 rounds probabilities and the loss).
+    model is built under ``strategy``, else ``ftutils.distribute.current()``, in the global
+    precision policy; its output layer computes in float32 whatever the policy (softmax in
+    float16 or bfloat16 rounds probabilities and the loss).
     """
     if n_classes < 2:
         raise ValueError(f"a classifier needs n_classes >= 2, got {n_classes}")
-    with distribute.current().scope():
+    with (strategy or distribute.current()).scope():
         base = backbones.get_base(backbone, image_size, weights)
         backbones.freeze(base)
         inputs = keras.Input(base.input_shape[1:], name="image")
@@ -75,15 +77,16 @@ def build_head(
     like: keras.Model | None = None,
     standardize_with: np.ndarray | None = None,
     name: str = "head",
+    strategy: tf.distribute.Strategy | None = None,
 ) -> keras.Model:
     """The classifier's head alone, trained on cached features (the fast path, §4.4).
 
     ``standardize_with`` (the training features) adds a Normalization layer fitted to them,
-    for features whose scales differ, such as multi-depth features. Built under the strategy
-    of ``like`` (the classifier it belongs to) when given, else under
+    for features whose scales differ, such as multi-depth features. Built under ``strategy``,
+    else the strategy of ``like`` (the classifier it belongs to) when given, else under
     ``ftutils.distribute.current()``; its output is float32 under any policy.
     """
-    chosen = like.distribute_strategy if like is not None else distribute.current()
+    chosen = strategy or (like.distribute_strategy if like is not None else distribute.current())
     with chosen.scope():
         inputs = keras.Input((feature_dim,), name="features")
         x = inputs

@@ -227,12 +227,12 @@ def feature_ensemble(
     record = TrainingRecord()
     trained = []
     for k in range(heads):
-        config.set_seed(seed * 1000 + k)  # a different start for each head
-        head, record = frozen.train_head(
-            x_train, train.labels, x_val, val.labels, train.n_classes, epochs=epochs,
-            standardize=True, patience=patience, record=record, phase=f"head {k + 1}",
-            name=f"head_{k + 1}",
-        )  # fmt: skip
+        with config.seeded(seed * 1000 + k):  # a different start for each head
+            head, record = frozen.train_head(
+                x_train, train.labels, x_val, val.labels, train.n_classes, epochs=epochs,
+                standardize=True, patience=patience, record=record, phase=f"head {k + 1}",
+                name=f"head_{k + 1}",
+            )  # fmt: skip
         trained.append(head)
     return _ensemble_model(extractors, trained, image_size), record
 
