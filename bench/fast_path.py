@@ -25,10 +25,12 @@ import time
 from pathlib import Path
 from unittest import mock
 
+import ftutils  # first: it imports TensorFlow with its start-up notices silenced
+
+# isort: split
 import keras
 import numpy as np
 
-import ftutils
 from ftutils import backbones, data, frozen, models, recipe, training
 
 CUT = "block_13_expand"  # the two-phase fine-tune's first unfrozen layer

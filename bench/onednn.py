@@ -26,6 +26,9 @@ import time
 
 def measure() -> dict[str, float]:
     """Seconds for the two workloads in this process, with whatever oneDNN setting it has."""
+    import ftutils  # noqa: F401  (first: it imports TensorFlow with its notices silenced)
+
+    # isort: split
     import keras
     import numpy as np
 

@@ -15,6 +15,13 @@ ftutils to compare (bench/onednn.py, docs/traps.md).
 """
 
 import os
+import re
+import warnings
+
+#: The Keras and TensorFlow releases the book is tested with (requirements.txt), as
+#: [lowest, first untested): Keras 3.12 and 3.13, which TensorFlow 2.21 accepts, cut a
+#: classifier in two wrongly (``ftutils.frozen.cut``; ``make test-min`` shows it).
+TESTED_RANGES = {"keras": ((3, 14), (4,)), "tensorflow": ((2, 21), (2, 22))}
 
 
 def _import_tensorflow_quietly() -> None:
@@ -34,8 +41,37 @@ def _import_tensorflow_quietly() -> None:
         os.close(devnull)
 
 
+def check_versions(installed: dict[str, str] | None = None) -> None:
+    """Refuse a Keras or TensorFlow older than the tested range; warn about a newer one.
+
+    ``installed``: name -> version, by default the imported ``keras`` and ``tensorflow``.
+    """
+    if installed is None:
+        import keras
+        import tensorflow
+
+        installed = {"keras": keras.__version__, "tensorflow": tensorflow.__version__}
+    for name, version in installed.items():
+        lowest, untested = TESTED_RANGES[name]
+        release = tuple(int(part) for part in re.findall(r"\d+", version)[:3])
+        if release < lowest:
+            raise ImportError(
+                f"ftutils needs {name} >= {'.'.join(map(str, lowest))}, and this Python has "
+                f"{version}: run pip install -r requirements.txt (in the project folder) to "
+                "install the tested versions"
+            )
+        if release >= untested:
+            warnings.warn(
+                f"{name} {version} is newer than the releases ftutils is tested with (below "
+                f"{'.'.join(map(str, untested))}); if a notebook's result changes, compare with "
+                "pip install -r requirements.txt",
+                stacklevel=2,
+            )
+
+
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # read once, when TensorFlow is imported
 _import_tensorflow_quietly()
+check_versions()
 
 from ftutils.config import setup  # noqa: E402
 from ftutils.errors import (  # noqa: E402
@@ -45,4 +81,11 @@ from ftutils.errors import (  # noqa: E402
     WeightsUnavailableError,
 )
 
-__all__ = ["setup", "BackboneError", "DataError", "DistributionError", "WeightsUnavailableError"]
+__all__ = [
+    "setup",
+    "check_versions",
+    "BackboneError",
+    "DataError",
+    "DistributionError",
+    "WeightsUnavailableError",
+]

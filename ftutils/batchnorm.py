@@ -12,7 +12,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from ftutils import data, models
+from ftutils import data
 from ftutils.architecture import leaf_layers
 
 
@@ -45,10 +45,11 @@ def recalibrate(model: keras.Model, train: data.ImageData, batch_size: int = 64)
     "precise BN" (Wu & Johnson, "Rethinking 'Batch' in BatchNorm", 2021). Returns the
     number of BatchNormalization layers updated (frozen ones included).
     """
-    base = models.base_of(model)
-    bns = layers_of(base)
-    if not bns:
+    bases = [layer for layer in model.layers if isinstance(layer, keras.Model) and layers_of(layer)]
+    if not bases:
         return 0
+    base = bases[0]  # the nested model holding the BatchNormalization layers
+    bns = layers_of(base)
     to_base = keras.Model(model.inputs, model.layers[model.layers.index(base) - 1].output)
     saved = [(bn.momentum, bn.trainable) for bn in bns]
     try:
