@@ -34,7 +34,7 @@ IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"}
 #: The EXIF tag that says how a camera (a phone) was held: 1 is upright, 2-8 mirrored or turned.
 ORIENTATION_TAG = 0x0112
 #: Why an image file is skipped (or refused).
-UNREADABLE = "not a readable image (corrupt, cut short or another format)"
+UNREADABLE = "not a readable image (corrupt or wrong format)"
 #: Folders with more image files than this are streamed from disk (:func:`open_image_folder`,
 #: :func:`load_dataset`, ``python -m ftutils finetune``) instead of decoded into memory: 2,000
 #: photos at 224 px take 300 MB as uint8. ``FTUTILS_STREAM_THRESHOLD`` overrides it.
@@ -321,8 +321,9 @@ def scan_image_folder(path: str | Path) -> ImageFiles:
     The same checks and errors as :func:`load_image_folder` (a missing folder, fewer than two
     class folders, a class folder without images). Every file is decoded once, whole, and
     skipped with a warning naming it when it cannot be: a file cut short or corrupt in its
-    middle, which would otherwise stop training mid-epoch. On a 2-core CPU that costs about
-    1 ms per small JPEG (320 x 240 px), a few seconds for 3,600 photos.
+    middle, which would otherwise stop training mid-epoch. 3,600 JPEGs of 320 x 240 px
+    (24 kB each) took 4.5 to 12 s on a busy 2-core AMD EPYC (1.3 to 3.3 ms each), where
+    checking each file's first and last bytes took 0.2 to 0.3 s but let such a file through.
     """
     files, labels = [], []
     class_dirs = _class_folders(Path(path))

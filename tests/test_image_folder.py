@@ -1,11 +1,14 @@
 """The image-folder loader and its errors (a reader's own data, §2.1)."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
 from ftutils import data
 from ftutils.errors import DataError
+from tests.script_loader import load_script
 
 
 def _write_images(folder, n, color):
@@ -138,3 +141,22 @@ def test_a_jpeg_corrupt_in_the_middle_is_skipped_by_the_scan_with_a_warning(tmp_
     assert scanned.class_counts().tolist() == [2, 2]
     for _ in data.make_dataset(scanned, 16):  # a whole epoch reads every file kept
         pass
+
+
+def test_the_awkward_generated_folder_holds_what_phone_folders_do(tmp_path):
+    """``scripts/make_image_folder.py --awkward``: the photo stored sideways is read upright,
+    the WebP is taken, the two corrupt files are skipped by name."""
+    script = load_script("make_image_folder")
+    root = script.make_folder(tmp_path, ["a", "b"], per_class=2, size=24, awkward=True)
+    with pytest.warns(UserWarning) as caught:
+        scanned = data.scan_image_folder(root)
+    skipped = sorted(Path(str(w.message).split()[1].rstrip(":")).name for w in caught)
+    assert skipped == ["corrupt_inside.jpg", "not_an_image.jpg"]
+    kept = sorted(Path(f).name for f in scanned.files)
+    assert {"phone_portrait.jpg", "photo.webp", "greyscale.png", "with_alpha.png"} <= set(kept)
+    portrait = root / "a" / "phone_portrait.jpg"
+    assert Image.open(portrait).size == (24, 24)  # square: compare the pixels instead
+    stored = np.asarray(Image.open(portrait).convert("RGB"), "int16")
+    read = data.read_image(portrait, 24).astype("int16")
+    upright = np.asarray(ImageOps.exif_transpose(Image.open(portrait)).convert("RGB"), "int16")
+    assert np.abs(read - upright).mean() < 3 < np.abs(read - stored).mean()
