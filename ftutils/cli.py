@@ -22,6 +22,7 @@ import os
 import shlex
 import sys
 import warnings
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -265,7 +266,13 @@ def predict(args: argparse.Namespace) -> None:
             f"{classes_file} is damaged (not the list of class names finetune writes); "
             "run finetune again with the same command to write it again"
         )
-    model = keras.saving.load_model(args.model, compile=False)
+    try:
+        model = keras.saving.load_model(args.model, compile=False)
+    except (ValueError, OSError, zipfile.BadZipFile):  # another file, or one cut short
+        raise UsageError(
+            f"{args.model} is not a model finetune wrote (another file, or a damaged one); "
+            "give the model.keras in finetune's --out folder, or run finetune again"
+        ) from None
     if len(names) != model.output_shape[-1]:
         raise UsageError(
             f"{classes_file} names {len(names)} classes but the model predicts "

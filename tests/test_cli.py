@@ -1,8 +1,10 @@
 """``python -m ftutils``, end to end in a child process: finetune on a folder, predict, errors.
 
 The folder is generated: three classes named in Chinese, each with its own colour and
-stripes, plus a corrupt ``.jpg``, a greyscale and an RGBA image. At 32 px with a few epochs
-a run takes seconds; the test accuracy of so small a test set is not judged, only reported.
+stripes, plus a ``.jpg`` that is no image, one corrupt in its middle, a greyscale, an RGBA
+and a WebP image. At 32 px with a few epochs a run takes seconds; the test accuracy of so
+small a test set is not judged, only reported. Errors found before any work starts are
+checked in this process (``cli.main``), the others in a child process.
 """
 
 import argparse
@@ -22,6 +24,7 @@ import pytest
 from PIL import Image
 
 from ftutils import cli, data, run_report
+from tests.script_loader import load_script
 
 ROOT = Path(__file__).resolve().parent.parent
 CLASSES = {"猫": (200, 40, 40), "狗": (40, 170, 60), "鸟": (50, 70, 210)}  # colour of each
@@ -49,6 +52,9 @@ def _make_folder(root: Path) -> Path:
             picture = _picture(c, i, colour)
             picture.save(root / name / (f"{i:02d}.png" if i % 2 else f"{i:02d}.jpg"))
     (root / "猫" / "坏的.jpg").write_bytes(b"not a jpeg at all")
+    corrupt_in_the_middle = load_script("make_image_folder").corrupt_in_the_middle
+    corrupt_in_the_middle(_picture(0, 98, (0, 0, 0)), root / "猫" / "中间坏的.jpg")
+    _picture(1, 98, CLASSES["狗"]).save(root / "狗" / "photo.webp")
     _picture(1, 99, CLASSES["狗"]).convert("L").save(root / "狗" / "grey.png")
     _picture(2, 99, CLASSES["鸟"]).convert("RGBA").save(root / "鸟" / "rgba.png")
     return root
@@ -108,6 +114,8 @@ def test_finetune_writes_the_model_classes_and_report(run, folder):
     assert "python -m ftutils finetune" in report and "--image-size 32" in report
     assert f"| tensorflow | {__import__('tensorflow').__version__} |" in report
     assert "坏的.jpg" in report and "坏的.jpg" in result.stderr  # the skipped file is named
+    assert "中间坏的.jpg" in result.stderr  # corrupt inside: skipped, not met mid-epoch
+    assert f"狗 {PER_CLASS + 2}" in result.stdout  # its greyscale and its WebP were read
     assert "Epoch 1/3" in result.stdout  # the head's progress
     # and the extraction's: Keras' predict line (stdout is no terminal) for each set stored,
     # the training and validation images below the head and below the fine-tune's cut
@@ -363,3 +371,13 @@ def test_predict_refuses_files_finetune_would_not_read(run, tmp_path, capsys):
     notes.write_text("not an image")
     error = _main_error(["predict", run[0] / "model.keras", notes], capsys)
     assert "notes.txt: not an image file finetune reads" in error and ".webp" in error
+
+
+def test_predict_names_a_file_that_is_no_model(tmp_path, capsys):
+    fake = tmp_path / "model.keras"
+    fake.write_bytes(b"PK\x03\x04 half a zip")
+    (tmp_path / "classes.json").write_text('["猫", "狗", "鸟"]', encoding="utf-8")
+    image = tmp_path / "x.png"
+    _picture(0, 0, (9, 9, 9)).save(image)
+    error = _main_error(["predict", fake, image], capsys)
+    assert f"{fake} is not a model finetune wrote" in error

@@ -124,6 +124,8 @@ def test_webp_is_read_by_the_folder_loaders_and_counted(tmp_path):
     assert data.load_image_folder(tmp_path, 16).class_counts().tolist() == [2, 3]
     scanned = data.scan_image_folder(tmp_path)
     assert any(f.endswith("photo.webp") for f in scanned.files)
+    images, _ = next(iter(data.make_dataset(scanned, 16, batch_size=8)))  # streamed, in tf.data
+    assert images.shape == (5, 16, 16, 3)
 
 
 def test_a_jpeg_corrupt_in_the_middle_is_skipped_by_the_scan_with_a_warning(tmp_path):
