@@ -316,7 +316,7 @@ def load_image_folder_files(path: str | Path, image_size: int) -> tuple[ImageDat
 
 
 def scan_image_folder(path: str | Path) -> ImageFiles:
-    """``path/<class name>/<image>`` as :class:`ImageFiles`, without decoding the images.
+    """``path/<class name>/<image>`` as :class:`ImageFiles`: paths, not decoded images.
 
     The same checks and errors as :func:`load_image_folder` (a missing folder, fewer than two
     class folders, a class folder without images). Every file is decoded once, whole, and
