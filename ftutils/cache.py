@@ -313,3 +313,20 @@ def _version(module: str) -> str:
         return str(version or importlib.metadata.version(package))
     except (importlib.metadata.PackageNotFoundError, ValueError):
         return ""
+
+
+def changes(stored: dict, current: dict) -> list[str]:
+    """What differs between two records of what a result depends on, one line per entry
+    (``name: stored -> current``), for an error that names it."""
+    names = sorted(set(stored) | set(current))
+    missing = "(not recorded)"
+    return [
+        f"{name}: {_shown(stored.get(name, missing))} -> {_shown(current.get(name, missing))}"
+        for name in names
+        if stored.get(name, missing) != current.get(name, missing)
+    ]
+
+
+def _shown(value) -> str:
+    text = json.dumps(value, default=str) if not isinstance(value, str) else value
+    return text if len(text) <= 80 else text[:77] + "..."
