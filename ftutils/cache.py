@@ -315,16 +315,19 @@ def _version(module: str) -> str:
         return ""
 
 
-def changes(stored: dict, current: dict) -> list[str]:
+def changes(stored: dict, current: dict, prefix: str = "") -> list[str]:
     """What differs between two records of what a result depends on, one line per entry
-    (``name: stored -> current``), for an error that names it."""
-    names = sorted(set(stored) | set(current))
+    (``name: stored -> current``; ``versions.keras`` for an entry of a nested record), for
+    an error that names it."""
     missing = "(not recorded)"
-    return [
-        f"{name}: {_shown(stored.get(name, missing))} -> {_shown(current.get(name, missing))}"
-        for name in names
-        if stored.get(name, missing) != current.get(name, missing)
-    ]
+    lines = []
+    for name in sorted(set(stored) | set(current)):
+        before, now = stored.get(name, missing), current.get(name, missing)
+        if isinstance(before, dict) and isinstance(now, dict):
+            lines += changes(before, now, f"{prefix}{name}.")
+        elif before != now:
+            lines.append(f"{prefix}{name}: {_shown(before)} -> {_shown(now)}")
+    return lines
 
 
 def _shown(value) -> str:
