@@ -30,7 +30,7 @@ Data = ImageData | ImageFiles | tf.data.Dataset
 PHASES_FILE = "phases.json"
 END_WEIGHTS = "end-weights.npz"
 #: In a run folder: what the training depends on; another training is refused the folder.
-RUN_FILE = "run.json"
+FINGERPRINT_FILE = "fingerprint.json"
 
 #: The first layer of each base's last block: where :func:`fine_tune` starts to unfreeze when
 #: only the top block is to be fine-tuned (§4.4). No skip connection crosses these cuts, so
@@ -87,7 +87,7 @@ def fine_tune(
     the best epoch, also one from before the kill). A finished phase is noted in
     ``run_dir/phases.json`` with its record rows, beside the weights it ended with: the same
     call again skips it, restores them and goes on with the next phase (so after both
-    phases, it only restores the result). ``run_dir/run.json`` records what the training
+    phases, it only restores the result). ``run_dir/fingerprint.json`` records what the training
     depends on (the model's architecture, the data, the arguments, replicas, precision and
     TensorFlow/Keras/NumPy versions): a call that differs in any of them is refused with a
     ``ftutils.errors.ResumeError`` naming what differs, as is a damaged run file.
@@ -168,7 +168,7 @@ def _run_folder(run_dir, model, train, val, arguments: dict) -> Path | None:
         **cache.environment(),
         "replicas": distribute.replicas(model),
     }
-    path = run / RUN_FILE
+    path = run / FINGERPRINT_FILE
     if path.is_file():
         differences = cache.changes(_read_json(path, "what the run depends on"), current)
         if differences:
@@ -177,10 +177,10 @@ def _run_folder(run_dir, model, train, val, arguments: dict) -> Path | None:
                 "differs (in the folder -> now):\n  " + "\n  ".join(differences)
                 + f"\nGive this training another run_dir, or delete {run} to start it afresh."
             )  # fmt: skip
-    elif run.is_dir() and any(run.iterdir()):
+    elif any((run / name).exists() for name in (PHASES_FILE, "head", "fine-tune")):
         raise ResumeError(
-            f"{run} holds files but no {RUN_FILE} saying which training made them (an earlier "
-            f"ftutils, or something else): give this training another run_dir, or delete {run}."
+            f"{run} holds a training but no {FINGERPRINT_FILE} saying which one (it was made by "
+            f"an earlier ftutils): give this training another run_dir, or delete {run}."
         )
     else:
         text = json.dumps(current, ensure_ascii=False, default=str)

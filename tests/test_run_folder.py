@@ -48,7 +48,7 @@ def finished_run(tmp_path, monkeypatch):
 def test_the_same_training_resumes_its_folder_and_another_is_refused_by_what_differs(
     finished_run, monkeypatch
 ):
-    stored = json.loads((finished_run / recipe.RUN_FILE).read_text())
+    stored = json.loads((finished_run / recipe.FINGERPRINT_FILE).read_text())
     assert stored["arguments"]["head_lr"] == 1e-3 and stored["replicas"] == 1
     model, record = _fine_tune(finished_run)  # the same training: restored, not trained
     assert [phase for phase, _, _ in record.phases()] == ["head"]
@@ -65,9 +65,18 @@ def test_the_same_training_resumes_its_folder_and_another_is_refused_by_what_dif
         _fine_tune(finished_run)
 
 
-def test_a_folder_without_a_run_file_is_refused(finished_run):
-    (finished_run / recipe.RUN_FILE).unlink()
-    with pytest.raises(ResumeError, match="holds files but no run.json"):
+def test_a_folder_with_a_callers_own_files_is_used(tmp_path, monkeypatch):
+    monkeypatch.setattr(frozen, "CACHE_DIR", tmp_path / "cache")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "run.json").write_text("{}")  # as the command line notes its settings
+    _fine_tune(tmp_path / "run")
+    assert (tmp_path / "run" / recipe.FINGERPRINT_FILE).is_file()
+    assert (tmp_path / "run" / "run.json").read_text() == "{}"
+
+
+def test_a_training_folder_without_a_fingerprint_is_refused(finished_run):
+    (finished_run / recipe.FINGERPRINT_FILE).unlink()
+    with pytest.raises(ResumeError, match="holds a training but no fingerprint.json"):
         _fine_tune(finished_run)
 
 
