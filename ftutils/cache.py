@@ -68,11 +68,17 @@ def key(*parts) -> str:
     Anything else (a plain object, a set, a generator...) is refused with a TypeError
     naming it, rather than keyed by a ``repr`` or a source line that may hide a change.
     """
-    digest = hashlib.sha256()
-    keyer = _Keyer(digest)
-    for part in (*parts, environment()):
+    return digest(*parts, environment())
+
+
+def digest(*parts) -> str:
+    """A 20-hex-digit hash of ``parts`` alone, keyed as :func:`key` keys them (which adds
+    the environment): for a record that notes the environment beside it."""
+    sha = hashlib.sha256()
+    keyer = _Keyer(sha)
+    for part in parts:
         keyer.update(part, "")
-    return digest.hexdigest()[:20]
+    return sha.hexdigest()[:20]
 
 
 def architecture(model: keras.Model) -> list:

@@ -161,7 +161,7 @@ def _run_folder(run_dir, model, train, val, arguments: dict) -> Path | None:
         return None
     run = Path(run_dir)
     current = {
-        "model architecture": cache.key(cache.architecture(model)),
+        "model architecture": cache.digest(cache.architecture(model)),
         "training data": _data_fingerprint(train),
         "validation data": _data_fingerprint(val),
         "arguments": arguments,
@@ -193,7 +193,7 @@ def _data_fingerprint(data: Data) -> str:
     a Dataset's content cannot be read without running it: its element spec and length."""
     if isinstance(data, tf.data.Dataset):
         return f"a tf.data.Dataset of {data.element_spec}, {int(data.cardinality())} batches"
-    return cache.key(data)
+    return cache.digest(data)
 
 
 def _read_json(path: Path, what: str):
