@@ -139,6 +139,9 @@ class _Keyer:
             self.digest.update(array.tobytes())
         elif value is None or isinstance(value, bool | int | float | str):
             self.digest.update(json.dumps(value).encode())
+        elif isinstance(value, bytes):
+            self.tag(f"bytes{len(value)}")
+            self.digest.update(value)
         elif isinstance(value, Path):
             self.tag(f"path{json.dumps(str(value))}")
         elif isinstance(value, list | tuple):
@@ -272,13 +275,14 @@ class _Keyer:
         for base in cls.__bases__:
             self.cls(base)
         for name, member in sorted(vars(cls).items()):
+            if name.startswith("__") and not isinstance(member, types.FunctionType):
+                continue  # Python's bookkeeping (__dict__, __module__, __doc__...)
             if isinstance(member, staticmethod | classmethod):
                 member = member.__func__
             if isinstance(member, property):
                 member = [member.fget, member.fset]
-            if isinstance(member, types.FunctionType | list):
-                self.update(name, "")
-                self.update(member, f"the member {name!r} of {cls.__qualname__}")
+            self.update(name, "")
+            self.update(member, f"the member {name!r} of {cls.__qualname__}")
 
     def library(self, value) -> None:
         module = getattr(value, "__module__", None) or ""

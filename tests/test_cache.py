@@ -223,3 +223,23 @@ def test_image_files_are_keyed_by_their_files_fingerprint(tmp_path):
     assert cache.key(files) == key
     paths[1].write_bytes(b"1234567")  # an edited file
     assert cache.key(files) != key
+
+
+def test_a_class_of_the_running_notebook_is_keyed_by_its_methods_and_data():
+    code = """
+class Probe:
+    STEPS = 10
+    def run(self, x):
+        return x * self.STEPS
+def run(seed):
+    return Probe().run(seed)
+"""
+    keys = []
+    for steps, factor in ((10, "self.STEPS"), (20, "self.STEPS"), (10, "2 * self.STEPS")):
+        namespace = {"__name__": "__main__"}
+        changed = code.replace("STEPS = 10", f"STEPS = {steps}").replace(
+            "x * self.STEPS", f"x * {factor}"
+        )
+        exec(compile(changed, "<cell>", "exec"), namespace)  # noqa: S102 - as a notebook cell runs
+        keys.append(cache.key(namespace["run"]))
+    assert len(set(keys)) == 3
