@@ -287,3 +287,21 @@ def test_a_resume_that_finds_the_epochs_log_damaged_names_the_file(tmp_path):
     with pytest.raises(ResumeError, match=r"epochs\.json \(the logs of its epochs\) is damaged"):
         _dense(1).fit(x, y, validation_data=(x, y), epochs=5, verbose=0,
                       callbacks=training.callbacks(3, run_dir=tmp_path))  # fmt: skip
+
+
+def test_a_whole_model_checkpoint_is_written_whole_and_checked_at_a_resume(tmp_path):
+    checkpoint = tmp_path / "best.keras"
+    x, y = _arrays()
+    losses = [1.0, 0.5, 0.8, 0.9, 0.95]
+    scripted = _Scripted(losses, stop_at=3)
+    resumable = training.callbacks(3, checkpoint, tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        _dense(0).fit(x, y, validation_data=(x, y), epochs=5, verbose=0,
+                      callbacks=[scripted, *resumable])  # fmt: skip
+    saved = keras.saving.load_model(checkpoint)
+    for kept, best in zip(saved.get_weights(), scripted.weights[1], strict=True):
+        np.testing.assert_array_equal(kept, best)
+    checkpoint.write_bytes(checkpoint.read_bytes()[:200])
+    with pytest.raises(ResumeError, match=r"best\.keras \(epoch 2's weights"):
+        _dense(1).fit(x, y, validation_data=(x, y), epochs=5, verbose=0,
+                      callbacks=training.callbacks(3, checkpoint, tmp_path))  # fmt: skip
