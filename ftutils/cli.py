@@ -42,13 +42,19 @@ from ftutils import (
     run_report,
     training,
 )
-from ftutils.errors import BackboneError, DataError, DistributionError, WeightsUnavailableError
+from ftutils.errors import (
+    BackboneError,
+    DataError,
+    DistributionError,
+    ResumeError,
+    WeightsUnavailableError,
+)
 
 #: The exit status for an error in the command's arguments or files.
 USAGE_ERROR = 2
 
 #: Errors that name their fix, printed as one line instead of a traceback.
-USER_ERRORS = (DataError, BackboneError, WeightsUnavailableError, DistributionError)
+USER_ERRORS = (DataError, BackboneError, WeightsUnavailableError, DistributionError, ResumeError)
 
 #: The three parts of the reader's images, in the order ``data.three_way_split`` returns them.
 PARTS = ("train", "validation", "test")

@@ -381,3 +381,17 @@ def test_predict_names_a_file_that_is_no_model(tmp_path, capsys):
     _picture(0, 0, (9, 9, 9)).save(image)
     error = _main_error(["predict", fake, image], capsys)
     assert f"{fake} is not a model finetune wrote" in error
+
+
+def test_a_run_folder_that_cannot_be_resumed_is_one_line(folder, tmp_path, capsys, monkeypatch):
+    """fine_tune refuses a damaged or foreign run folder with a ResumeError: the command
+    reports it as a user error (exit 2, one line), not a traceback."""
+    from ftutils.errors import ResumeError
+
+    def refuse(args):
+        raise ResumeError(f"{args.out}/phases.json is damaged:\ndelete it to start afresh")
+
+    monkeypatch.setattr(cli, "finetune", refuse)
+    assert cli.main(["finetune", str(folder), "--out", str(tmp_path / "out")]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "phases.json is damaged: delete it" in lines[0], lines
