@@ -233,7 +233,8 @@ def adapt_for_multiworker(model: keras.Model) -> None:
 
     Only the chief writes files (:func:`is_chief`): on the other workers, ``fit`` points
     every ``ModelCheckpoint`` and ``BackupAndRestore`` callback into a temporary folder,
-    deleted when the fit ends, as Keras' multi-worker guide recommends; a
+    deleted when the fit ends (as tf.keras' own callbacks did, and TensorFlow's multi-worker
+    guide recommends); a
     ``BackupAndRestore`` there resumes from a copy of the chief's backup, so a restarted
     cluster continues together (the run folder must be on a disk every worker reads).
     """
@@ -268,7 +269,11 @@ def is_chief() -> bool:
     try:
         config = json.loads(os.environ.get("TF_CONFIG") or "{}")
     except json.JSONDecodeError as exc:
-        raise DistributionError(f"TF_CONFIG is not valid JSON ({exc}); see {__name__}") from None
+        raise DistributionError(
+            f"TF_CONFIG is not valid JSON ({exc}); on worker 0 of two, for example: "
+            '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
+            '"task": {"type": "worker", "index": 0}}'
+        ) from None
     cluster, task = config.get("cluster") or {}, config.get("task") or {}
     if not cluster or not task:
         return True

@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 from ftutils import cache, distribute, training
+from ftutils.errors import DistributionError
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "multiworker_train.py"
@@ -242,6 +243,12 @@ def test_is_chief(monkeypatch, cluster, task, chief):
         config = {"cluster": tasks, "task": {"type": task[0], "index": task[1]}}
         monkeypatch.setenv("TF_CONFIG", json.dumps(config))
     assert distribute.is_chief() is chief
+
+
+def test_is_chief_explains_bad_tf_config(monkeypatch):
+    monkeypatch.setenv("TF_CONFIG", "{'cluster': ...}")
+    with pytest.raises(DistributionError, match="TF_CONFIG is not valid JSON.*cluster"):
+        distribute.is_chief()
 
 
 def test_write_atomically_writes_only_on_the_chief(tmp_path, second_worker):
