@@ -19,6 +19,7 @@ import importlib.metadata
 import json
 import os
 import sys
+import tempfile
 import types
 from collections.abc import Callable
 from pathlib import Path
@@ -106,8 +107,14 @@ def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
     """Call ``write(temporary_path)``, then move the file to ``path`` in one step.
 
     A reader (another notebook running at the same time, or a later run after an
-    interrupted one) sees the whole file or none: never a half-written one.
+    interrupted one) sees the whole file or none: never a half-written one. On a worker of
+    a multi-worker cluster other than the chief (``distribute.is_chief``), ``write`` still
+    runs, into a temporary folder that is then deleted: only the chief writes ``path``.
     """
+    if not distribute.is_chief():
+        with tempfile.TemporaryDirectory(prefix="ftutils-worker-") as folder:
+            write(Path(folder) / path.name)
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".tmp-{os.getpid()}-{path.name}")  # same suffixes as path
     try:
