@@ -14,6 +14,7 @@ activations every epoch (``ftutils.training.fine_tune`` then trains through the 
 
 from __future__ import annotations
 
+import os
 import weakref
 from collections.abc import Sequence
 from pathlib import Path
@@ -242,17 +243,21 @@ def _nbytes(lower: keras.Model, n: int) -> int:
 
 
 def _write_parts(lower, data: ImageData | ImageFiles, batch: int, path: Path, verbose: int):
-    """Write ``lower``'s output for ``data`` into a new ``.npy`` file, a few batches at a time."""
-    out = np.lib.format.open_memmap(
-        path, mode="w+", dtype="float32", shape=(len(data), *lower.output_shape[1:])
-    )
+    """Write ``lower``'s output for ``data`` into a new ``.npy`` file, a few batches at a time.
+
+    Each part maps the file only while it is written: written pages that stay mapped count
+    towards the process's resident memory, however little of it they need.
+    """
+    shape = (len(data), *lower.output_shape[1:])
+    np.lib.format.open_memmap(path, mode="w+", dtype="float32", shape=shape)  # header, size
     step = batch * max(1, _PART_BYTES // max(1, _nbytes(lower, batch)))
     for start in range(0, len(data), step):
         part = data.take(np.arange(start, min(start + step, len(data))))
-        ds = make_dataset(part, lower.input_shape[1], batch)
-        out[start : start + len(part)] = lower.predict(ds, verbose=verbose)
-    out.flush()
-    del out  # closes the file before it is renamed
+        values = lower.predict(make_dataset(part, lower.input_shape[1], batch), verbose=verbose)
+        out = np.load(path, mmap_mode="r+")
+        out[start : start + len(part)] = values
+        out.flush()
+        del out
 
 
 def _cache_path(lower: keras.Model, data: ImageData | ImageFiles) -> Path:
@@ -331,14 +336,32 @@ def _streamed(x: np.ndarray, y: np.ndarray, batch: int, shuffle: bool) -> tf.dat
     rows = np.arange(len(x))
     adapter = ArrayDataAdapter(rows, np.asarray(y), batch_size=batch, shuffle=shuffle)
 
-    def read(indices, labels):
-        values = tf.numpy_function(lambda i: x[i], [indices], tf.float32, stateful=False)
+    def load(indices, labels):
+        values = tf.numpy_function(_row_reader(x), [indices], tf.float32, stateful=False)
         values.set_shape((None, *x.shape[1:]))
         return values, labels
 
-    ds = adapter.get_tf_dataset().map(read, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = adapter.get_tf_dataset().map(load, num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.apply(tf.data.experimental.assert_cardinality(adapter.num_batches))
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _row_reader(x: np.memmap):
+    """A function: row numbers -> those rows of ``x``, read with plain file reads. Pages read
+    through the memory map would stay mapped, and count towards the process's resident
+    memory, until all of the file had."""
+    row_shape = x.shape[1:]
+    row_bytes = int(np.prod(row_shape)) * x.dtype.itemsize
+
+    def read(indices: np.ndarray) -> np.ndarray:
+        rows = np.empty((len(indices), *row_shape), x.dtype)
+        with open(x.filename, "rb", buffering=0) as file:
+            for k, i in enumerate(indices):
+                data = os.pread(file.fileno(), row_bytes, x.offset + int(i) * row_bytes)
+                rows[k] = np.frombuffer(data, x.dtype).reshape(row_shape)
+        return rows
+
+    return read
 
 
 def train_head(
