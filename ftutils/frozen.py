@@ -2,14 +2,15 @@
 
 A frozen part of a network maps each image to the same activations every epoch. So the
 classifier is cut in two (:func:`cut`): the frozen part below the cut runs once per image
-(:func:`activations`, kept on disk or in memory), and only the part above it trains, on
-those arrays (:func:`fit_arrays`, :func:`fit_steps`). Cut at the pooling layer, the
+(:func:`activations`, cached on disk; over a memory budget, memory-mapped from disk and
+read batch by batch), and only the part above it trains, on those arrays
+(:func:`fit_arrays`, :func:`fit_steps`). Cut at the pooling layer, the
 activations are the pooled features and the part above is the head; cut at the first layer
 of a block, the part above is the top of the base plus the head, fine-tuned. The part above
 shares its layers with the classifier, so training it trains the classifier itself.
 
 This cannot be combined with random augmentation of the images, which changes the
-activations every epoch (``ftutils.training.fine_tune`` then trains through the base).
+activations every epoch (``ftutils.recipe.fine_tune`` then trains through the base).
 """
 
 from __future__ import annotations
