@@ -309,7 +309,9 @@ def even_batches(dataset: tf.data.Dataset, model: keras.Model | None = None) -> 
     [8]" on a last batch smaller than the replicas). Each batch keeps its first examples, a
     multiple of the replicas; a batch left empty is dropped. With a global batch that is a
     multiple of the replicas, only the last batch loses examples: fewer than the replicas.
-    Unchanged on one replica. Batches may be tuples or dicts of tensors.
+    Unchanged on one replica. Batches may be tuples or dicts of tensors. Keras learns the
+    number of batches during the first pass (it cannot know beforehand which batches end
+    empty) and then warns that the "input ran out of data": expected, and harmless here.
     """
     count = replicas(model)
     if count == 1:
