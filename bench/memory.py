@@ -102,7 +102,7 @@ def child(mode: str, folder: Path, size: int, batch_size: int, cut: str, out: Pa
     lower = frozen.cut(model, cut if phase2 else "pool").lower
     print(json.dumps({"mode": mode, "images": len(images), "peak": peak_rss_bytes(),
                       "baseline": baseline, "load_s": loaded,
-                      "stored": frozen._nbytes(lower, len(images)),
+                      "stored": frozen.activation_bytes(lower, len(images)),
                       "budget": frozen.MEMORY_BUDGET_BYTES,
                       "total_s": time.perf_counter() - start}))  # fmt: skip
 

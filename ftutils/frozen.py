@@ -222,7 +222,7 @@ def activations(
     """
     if isinstance(data, tf.data.Dataset):
         return np.asarray(lower.predict(data, verbose=verbose), dtype="float32")
-    over_budget = memory_budget is not None and _nbytes(lower, len(data)) > memory_budget
+    over_budget = memory_budget is not None and activation_bytes(lower, len(data)) > memory_budget
     path = _cache_path(lower, data) if use_disk_cache or over_budget else None
     if path is not None and path.is_file() and use_disk_cache:
         return np.load(path, mmap_mode="r" if over_budget else None)
@@ -238,7 +238,7 @@ def activations(
     return result
 
 
-def _nbytes(lower: keras.Model, n: int) -> int:
+def activation_bytes(lower: keras.Model, n: int) -> int:
     """How many bytes ``lower``'s float32 output takes for ``n`` examples."""
     return n * int(np.prod(lower.output_shape[1:])) * 4
 
@@ -251,7 +251,7 @@ def _write_parts(lower, data: ImageData | ImageFiles, batch: int, path: Path, ve
     """
     shape = (len(data), *lower.output_shape[1:])
     np.lib.format.open_memmap(path, mode="w+", dtype="float32", shape=shape)  # header, size
-    step = batch * max(1, _PART_BYTES // max(1, _nbytes(lower, batch)))
+    step = batch * max(1, _PART_BYTES // max(1, activation_bytes(lower, batch)))
     for start in range(0, len(data), step):
         part = data.take(np.arange(start, min(start + step, len(data))))
         values = lower.predict(make_dataset(part, lower.input_shape[1], batch), verbose=verbose)

@@ -166,7 +166,8 @@ def _train_part(model, at, train, val, epochs, learning_rate, optimizer, record,
         part = frozen.cut(model, at)
         verbose = fit_kwargs["verbose"]
         (x, y), (x_val, y_val) = (
-            _activations(part.lower, d, verbose, budget) for d in (train, val)
+            _activations(part.lower, d, verbose, budget, fit_kwargs["batch_size"])
+            for d in (train, val)
         )
         compile_classifier(part.upper, optimizer, learning_rate, loss)
         frozen.fit_arrays(part.upper, x, y, (x_val, y_val), epochs, record=record, phase=phase,
@@ -218,15 +219,25 @@ def _finished(run: Path | None, phase: str, model, rows: list[dict]) -> None:
 
 
 def _activations(
-    lower: keras.Model, data: Data, verbose: int = 0, memory_budget: int | None = None
+    lower: keras.Model,
+    data: Data,
+    verbose: int = 0,
+    memory_budget: int | None = None,
+    batch_size: int = 32,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The lower part's output for every example and the labels, in the same order
-    (``verbose``: Keras' progress display while images go through the lower part; over
-    ``memory_budget`` bytes, ImageData's are memory-mapped from disk: ``frozen.activations``)."""
+    (``verbose``: Keras' progress display while images go through the lower part). Over
+    ``memory_budget`` bytes, ImageData's are memory-mapped from disk (``frozen.activations``)
+    and computed in batches of the training's ``batch_size``: that pass's memory grows with
+    its batch too (``frozen.activations`` otherwise takes 64)."""
     if isinstance(data, ImageData | ImageFiles):
-        return frozen.activations(lower, data, verbose=verbose, memory_budget=memory_budget), (
-            data.labels
+        over = memory_budget is not None and (
+            frozen.activation_bytes(lower, len(data)) > memory_budget
         )
+        batch = {"batch_size": batch_size} if over else {}
+        values = frozen.activations(lower, data, verbose=verbose, memory_budget=memory_budget,
+                                    **batch)  # fmt: skip
+        return values, data.labels
     outputs, labels = [], []
     for images, batch_labels in data:  # one pass: a reshuffling dataset keeps pairs together
         # a plain call, on one device: under several replicas predict_on_batch returns every
