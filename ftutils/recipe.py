@@ -87,8 +87,9 @@ def fine_tune(
     (e.g. ``ds.map(random_flip)``: every epoch then goes through the whole network, so each
     sees new draws), ``True`` when it is not; ftutils cannot tell from the dataset.
     ``memory_budget`` (bytes; ``None``: no limit): stored activations larger than this
-    (phase 2 from ImageData) go to a disk-backed array in the ftutils cache folder and are
-    read batch by batch, with the same result (``frozen.activations``).
+    (phase 2 from ImageData) go to a disk-backed array in the ftutils cache folder, computed
+    in batches of ``batch_size``, and are read batch by batch: the same training, to float
+    rounding, with the memory of a batch (``frozen.activations``).
 
     ``loss``: any Keras loss, e.g. ``"categorical_crossentropy"`` for one-hot labels from a
     Dataset (ImageData's labels are integers: keep the default). ``optimizer``: a name of
