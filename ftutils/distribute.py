@@ -385,3 +385,31 @@ def explain_determinism_errors():
             "ftutils.setup(deterministic=False)); results then vary slightly from run to run. "
             f"TensorFlow said: {first_line}"
         ) from None
+
+
+def even_batches(dataset: tf.data.Dataset, model: keras.Model | None = None) -> tf.data.Dataset:
+    """``dataset``'s batches cut to a multiple of the replicas (``model``'s, else the
+    configured strategy's), so that every replica gets a share of each batch.
+
+    With TensorFlow 2.21 and Keras 3.15, ``fit`` and ``evaluate`` under a MirroredStrategy
+    fail on a batch that does not split evenly (e.g. "Incompatible shapes: [0,32,32,3] vs.
+    [8]" on a last batch smaller than the replicas). Each batch keeps its first examples, a
+    multiple of the replicas; a batch left empty is dropped. With a global batch that is a
+    multiple of the replicas, only the last batch loses examples: fewer than the replicas.
+    Unchanged on one replica. Batches may be tuples or dicts of tensors. Keras learns the
+    number of batches during the first pass (it cannot know beforehand which batches end
+    empty) and then warns that the "input ran out of data": expected, and harmless here.
+    """
+    count = replicas(model)
+    if count == 1:
+        return dataset
+
+    def size(element) -> tf.Tensor:
+        return tf.shape(tf.nest.flatten(element)[0])[0]
+
+    def trim(*element):
+        element = element if len(element) > 1 else element[0]
+        keep = size(element) // count * count
+        return tf.nest.map_structure(lambda tensor: tensor[:keep], element)
+
+    return dataset.map(trim).filter(lambda *element: size(element) > 0)

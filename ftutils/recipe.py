@@ -51,17 +51,20 @@ def fine_tune(
     val: Data,
     head_epochs: int = 20,
     finetune_epochs: int = 10,
-    head_lr: float = 1e-3,
-    finetune_lr: float = 1e-4,
+    head_lr: float | keras.optimizers.schedules.LearningRateSchedule = 1e-3,
+    finetune_lr: float | keras.optimizers.schedules.LearningRateSchedule = 1e-4,
     unfreeze_from: str | None = None,
     unfreeze_top_n: int | None = None,
-    optimizer: str = "adam",
+    optimizer: str | keras.optimizers.Optimizer = "adam",
     patience: int | None = 3,
     batch_size: int = 32,
     seed: int = 0,
     record: TrainingRecord | None = None,
     verbose: int = 0,
     run_dir: str | Path | None = None,
+    loss: str | keras.losses.Loss = "sparse_categorical_crossentropy",
+    cache_features: bool | None = None,
+    memory_budget: int | None = frozen.MEMORY_BUDGET_BYTES,
 ) -> TrainingRecord:
     """Train a :func:`ftutils.models.build_classifier` model in the two phases of §4.4.
 
@@ -81,6 +84,24 @@ def fine_tune(
     display (1: a progress bar, 2: a line) for each epoch and while images go through the
     frozen part to be stored.
 
+    ``cache_features``: whether the frozen part's outputs may be computed once and reused
+    every epoch, which is only right when the training inputs are the same every epoch.
+    ``None`` (ImageData): yes unless the model augments its inputs (a layer named
+    "augmentation"). A ``tf.data.Dataset`` must say: ``False`` when its pipeline is random
+    (e.g. ``ds.map(random_flip)``: every epoch then goes through the whole network, so each
+    sees new draws), ``True`` when it is not; ftutils cannot tell from the dataset.
+    ``memory_budget`` (bytes; ``None``: no limit): stored activations larger than this
+    (phase 2 from ImageData) go to a disk-backed array in the ftutils cache folder, computed
+    in batches of ``batch_size``, and are read batch by batch: the same training, to float
+    rounding, with the memory of a batch (``frozen.activations``).
+
+    ``loss``: any Keras loss, e.g. ``"categorical_crossentropy"`` for one-hot labels from a
+    Dataset (ImageData's labels are integers: keep the default). ``optimizer``: a name of
+    ``ftutils.training.OPTIMIZERS`` or a Keras optimizer object, copied for each phase with
+    that phase's learning rate in place of its own (``head_lr``, ``finetune_lr``: numbers or
+    ``keras.optimizers.schedules.LearningRateSchedule`` objects). With several replicas, a
+    Dataset's batches are cut to a multiple of them (``ftutils.distribute.even_batches``).
+
     ``run_dir``: a folder that makes the training resumable. Each phase's fits can be killed
     and resumed from their last finished epoch (``ftutils.training.resumable_callbacks``, in
     ``run_dir/head`` and ``run_dir/fine-tune``; early stopping continues its count and keeps
@@ -94,17 +115,20 @@ def fine_tune(
     """
     record = record if record is not None else TrainingRecord()
     base = models.base_of(model)
-    cached = not frozen.augments(model)
-    arguments = dict(head_epochs=head_epochs, finetune_epochs=finetune_epochs, head_lr=head_lr,
-                     finetune_lr=finetune_lr, unfreeze_from=unfreeze_from,
-                     unfreeze_top_n=unfreeze_top_n, optimizer=optimizer, patience=patience,
-                     batch_size=batch_size, seed=seed)  # fmt: skip
+    cached = _caches(model, train, cache_features)
+    arguments = dict(head_epochs=head_epochs, finetune_epochs=finetune_epochs,
+                     head_lr=_recorded(head_lr), finetune_lr=_recorded(finetune_lr),
+                     unfreeze_from=unfreeze_from, unfreeze_top_n=unfreeze_top_n,
+                     optimizer=_recorded(optimizer), patience=patience, batch_size=batch_size,
+                     seed=seed, loss=_recorded(loss), cache_features=cached)  # fmt: skip
     run = _run_folder(run_dir, model, train, val, arguments)
     fit_kwargs = {
         "patience": patience,
         "batch_size": batch_size,
         "verbose": verbose,
         "run_dir": run,
+        "loss": loss,
+        "memory_budget": memory_budget,
     }
     if head_epochs:
         backbones.freeze(base)
@@ -124,28 +148,60 @@ def fine_tune(
                         seed)  # fmt: skip
             _finished(run, "fine-tune", model, record.rows[first:])
     if not model.compiled:  # trained through its parts: ready for evaluate() all the same
-        compile_classifier(model, optimizer, finetune_lr if finetune_epochs else head_lr)
+        compile_classifier(model, optimizer, finetune_lr if finetune_epochs else head_lr, loss)
     return record
+
+
+def _recorded(argument):
+    """An argument as the run folder records it: a name or number as it is, an object (an
+    optimizer, a schedule, a loss) by the key of its class, config and state."""
+    return (
+        argument
+        if argument is None or isinstance(argument, str | int | float)
+        else cache.key(argument)
+    )
+
+
+def _caches(model: keras.Model, train: Data, cache_features: bool | None) -> bool:
+    """Whether the frozen part's outputs may be computed once (see ``fine_tune``)."""
+    if cache_features is None and isinstance(train, tf.data.Dataset):
+        raise ValueError(
+            "fine_tune cannot tell whether a tf.data pipeline is random (augmentation in "
+            "ds.map(...)): pass cache_features=False if it is (every epoch then goes through "
+            "the network), cache_features=True if its batches are the same every epoch"
+        )
+    if cache_features and frozen.augments(model):
+        raise ValueError(
+            "the model augments its inputs (its 'augmentation' layer), so the frozen part's "
+            "outputs change every epoch: pass cache_features=False (or None), or build the "
+            "classifier with augmentation=None"
+        )
+    return not frozen.augments(model) if cache_features is None else cache_features
 
 
 def _train_part(model, at, train, val, epochs, learning_rate, optimizer, record, phase, cached,
                 fit_kwargs, seed) -> None:  # fmt: skip
     """Train above the cut ``at`` on activations computed once, or the whole model on images."""
+    fit_kwargs = dict(fit_kwargs)
+    loss, budget = fit_kwargs.pop("loss"), fit_kwargs.pop("memory_budget")
     if cached:
         part = frozen.cut(model, at)
         verbose = fit_kwargs["verbose"]
-        (x, y), (x_val, y_val) = (_activations(part.lower, d, verbose) for d in (train, val))
-        compile_classifier(part.upper, optimizer, learning_rate)
+        (x, y), (x_val, y_val) = (
+            _activations(part.lower, d, verbose, budget, fit_kwargs["batch_size"])
+            for d in (train, val)
+        )
+        compile_classifier(part.upper, optimizer, learning_rate, loss)
         frozen.fit_arrays(part.upper, x, y, (x_val, y_val), epochs, record=record, phase=phase,
                           **fit_kwargs)  # fmt: skip
         return
-    compile_classifier(model, optimizer, learning_rate)  # recompile: trainable flags changed
+    compile_classifier(model, optimizer, learning_rate, loss)  # trainable flags changed
     if isinstance(train, ImageData | ImageFiles):
         fit_classifier(model, train, val, epochs, record, phase, seed=seed, **fit_kwargs)
         return
     history = model.fit(
-        train,
-        validation_data=val,
+        distribute.even_batches(train, model),
+        validation_data=distribute.even_batches(val, model),
         epochs=epochs,
         shuffle=False,  # a Dataset shuffles itself, or not
         callbacks=callbacks(fit_kwargs["patience"], run_dir=fit_kwargs["run_dir"], phase=phase),
@@ -244,11 +300,26 @@ def _finished(run: Path | None, phase: str, model, rows: list[dict]) -> None:
     cache.write_atomically(run / PHASES_FILE, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
-def _activations(lower: keras.Model, data: Data, verbose: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def _activations(
+    lower: keras.Model,
+    data: Data,
+    verbose: int = 0,
+    memory_budget: int | None = None,
+    batch_size: int = 32,
+) -> tuple[np.ndarray, np.ndarray]:
     """The lower part's output for every example and the labels, in the same order
-    (``verbose``: Keras' progress display while images go through the lower part)."""
+    (``verbose``: Keras' progress display while images go through the lower part). Over
+    ``memory_budget`` bytes, ImageData's are memory-mapped from disk (``frozen.activations``)
+    and computed in batches of the training's ``batch_size``: that pass's memory grows with
+    its batch too (``frozen.activations`` otherwise takes 64)."""
     if isinstance(data, ImageData | ImageFiles):
-        return frozen.activations(lower, data, verbose=verbose), data.labels
+        over = memory_budget is not None and (
+            frozen.activation_bytes(lower, len(data)) > memory_budget
+        )
+        batch = {"batch_size": batch_size} if over else {}
+        values = frozen.activations(lower, data, verbose=verbose, memory_budget=memory_budget,
+                                    **batch)  # fmt: skip
+        return values, data.labels
     outputs, labels = [], []
     for images, batch_labels in data:  # one pass: a reshuffling dataset keeps pairs together
         # a plain call, on one device: under several replicas predict_on_batch returns every

@@ -79,21 +79,42 @@ class TrainingRecord:
         return spans
 
 
-def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
-    """One of ``sgd``, ``momentum`` (SGD, beta 0.9), ``adagrad``, ``rmsprop``, ``adam``."""
-    if name not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}")
-    return OPTIMIZERS[name](learning_rate)
+def make_optimizer(
+    optimizer: str | keras.optimizers.Optimizer,
+    learning_rate: float | keras.optimizers.schedules.LearningRateSchedule,
+) -> keras.optimizers.Optimizer:
+    """A new optimizer: by name, one of ``sgd``, ``momentum`` (SGD, beta 0.9), ``adagrad``,
+    ``rmsprop``, ``adam``; or a copy of a Keras optimizer object (its class and settings,
+    such as momentum or weight decay) with ``learning_rate`` in place of its own.
+
+    ``learning_rate``: a number, or a ``keras.optimizers.schedules.LearningRateSchedule``.
+    """
+    if isinstance(optimizer, keras.optimizers.Optimizer):
+        settings = {**optimizer.get_config(), "learning_rate": learning_rate}
+        return type(optimizer).from_config(settings)
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(
+            f"unknown optimizer {optimizer!r}; choose from {', '.join(OPTIMIZERS)}, or pass a "
+            "keras.optimizers.Optimizer"
+        )
+    return OPTIMIZERS[optimizer](learning_rate)
 
 
 def compile_classifier(
-    model: keras.Model, optimizer: str = "adam", learning_rate: float = 1e-3
+    model: keras.Model,
+    optimizer: str | keras.optimizers.Optimizer = "adam",
+    learning_rate: float | keras.optimizers.schedules.LearningRateSchedule = 1e-3,
+    loss: str | keras.losses.Loss = "sparse_categorical_crossentropy",
 ) -> None:
-    """Sparse categorical cross-entropy and accuracy, under the model's own strategy.
+    """Compile with ``loss`` (by default sparse categorical cross-entropy: integer labels)
+    and accuracy, under the model's own strategy.
 
-    The optimizer is created in the scope of the strategy the model was built under (a
-    Keras 3 optimizer can build its variables only there). Metrics go by keyword: in Keras 3
-    a third positional argument is ``loss_weights``.
+    ``optimizer`` and ``learning_rate``: see :func:`make_optimizer` (an optimizer object is
+    copied). Accuracy matches the loss: sparse for a loss named ``sparse...``, categorical
+    (one-hot labels) for another ``...categorical...`` one, else Keras' choice from the
+    labels' shape. The optimizer is created in the scope of the strategy the model was
+    built under (a Keras 3 optimizer can build its variables only there). Metrics go by
+    keyword: in Keras 3 a third positional argument is ``loss_weights``.
 
     Compile after setting which layers train: the optimizer's and the metric's variables are
     made here, for the weights trainable now. Made later, inside the first traced training
@@ -103,11 +124,21 @@ def compile_classifier(
     with distribute.scope_of(model):
         model.compile(
             optimizer=make_optimizer(optimizer, learning_rate),
-            loss="sparse_categorical_crossentropy",
-            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+            loss=loss,
+            metrics=[_accuracy_for(loss)],
         )
         model.optimizer.build(model.trainable_variables)
     distribute.adapt_for_multiworker(model)
+
+
+def _accuracy_for(loss) -> keras.metrics.Metric | str:
+    """The accuracy metric (logged as ``accuracy``) for labels of the kind ``loss`` takes."""
+    name = loss if isinstance(loss, str) else getattr(loss, "name", getattr(loss, "__name__", ""))
+    if "sparse" in name:
+        return keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+    if "categorical" in name:
+        return keras.metrics.CategoricalAccuracy(name="accuracy")
+    return "accuracy"
 
 
 def callbacks(

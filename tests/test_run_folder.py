@@ -97,3 +97,17 @@ def test_a_resumed_run_is_refused_a_model_of_another_precision(finished_run):
             _fine_tune(finished_run)
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+def test_an_optimizer_object_is_recorded_by_its_config_so_the_same_one_resumes(
+    tmp_path, monkeypatch
+):
+    """An optimizer object (or a schedule) is recorded by its key, not by a repr holding its
+    address: the same call resumes, another optimizer is refused."""
+    monkeypatch.setattr(frozen, "CACHE_DIR", tmp_path / "cache")
+    run_dir = tmp_path / "run"
+    _fine_tune(run_dir, optimizer=keras.optimizers.SGD(momentum=0.9))
+    _, record = _fine_tune(run_dir, optimizer=keras.optimizers.SGD(momentum=0.9))
+    assert [phase for phase, _, _ in record.phases()] == ["head"]
+    with pytest.raises(ResumeError, match=r"arguments\.optimizer: "):
+        _fine_tune(run_dir, optimizer=keras.optimizers.SGD(momentum=0.5))

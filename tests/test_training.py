@@ -109,7 +109,7 @@ def test_fine_tune_takes_a_tf_data_dataset_and_trains_the_model_itself(tmp_path,
     record = recipe.fine_tune(
         model, _as_dataset(train, shuffle=True), _as_dataset(val, shuffle=False),
         head_epochs=10, finetune_epochs=2, head_lr=0.01, unfreeze_from="block_16_expand",
-        patience=None,
+        patience=None, cache_features=True,
     )  # fmt: skip
     assert record.phases() == [("head", 1, 10), ("fine-tune", 11, 12)]
 
