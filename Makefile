@@ -53,7 +53,9 @@ nbval: $(VENV)/.installed
 
 # The GPU-shaped configuration on a CPU: two replicas (logical CPU devices) and bfloat16
 # mixed precision, for the unit tests and two notebooks whose verdicts must still hold, each
-# part spread over the workers as `make test` does. The notebooks run only on a CPU with
+# part spread over the workers as `make test` does. The unit tests include several machines
+# as two MultiWorkerMirroredStrategy processes on 127.0.0.1 (tests/test_multiworker.py, in
+# float32: a fit with validation data, and a resume after one worker is killed). The notebooks run only on a CPU with
 # AVX-512: without it bfloat16 is emulated, and on an AVX2-only AMD EPYC each took 25 minutes
 # (docs/traps.md).
 DISTRIBUTED := FTUTILS_STRATEGY=mirrored:2 FTUTILS_PRECISION=mixed_bfloat16

@@ -6,44 +6,87 @@ then the base's top block fine-tuned with BatchNormalization frozen, both phases
 early on validation loss) and writes the model and a report (:mod:`ftutils.run_report`)
 into ``--out``; the same command again resumes an interrupted run. ``predict MODEL
 IMAGES...`` prints each image's most likely classes. A problem the user can fix prints one
-line ``error: ...`` on stderr and exits with status 2.
+line ``error: ...`` on stderr and exits with status 2; every such check comes before the
+first side effect (the ``--out`` folder, a weights download). Every file written goes to a
+temporary name first and is renamed, so a kill never leaves half a file.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import hashlib
 import json
+import math
 import os
 import shlex
 import sys
 import warnings
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import keras
 import numpy as np
+import tensorflow as tf
 
-from ftutils import backbones, config, data, frozen, models, recipe, run_report
-from ftutils.errors import BackboneError, DataError, DistributionError, WeightsUnavailableError
+from ftutils import (
+    backbones,
+    cache,
+    config,
+    data,
+    distribute,
+    frozen,
+    models,
+    recipe,
+    run_report,
+    training,
+)
+from ftutils.errors import (
+    BackboneError,
+    DataError,
+    DistributionError,
+    ResumeError,
+    WeightsUnavailableError,
+)
 
 #: The exit status for an error in the command's arguments or files.
 USAGE_ERROR = 2
 
 #: Errors that name their fix, printed as one line instead of a traceback.
-USER_ERRORS = (DataError, BackboneError, WeightsUnavailableError, DistributionError)
+USER_ERRORS = (DataError, BackboneError, WeightsUnavailableError, DistributionError, ResumeError)
 
 #: The three parts of the reader's images, in the order ``data.three_way_split`` returns them.
 PARTS = ("train", "validation", "test")
+
+#: In ``--out``: what the run was made with and from, compared when the same folder is reused.
+RUN_FILE = "run.json"
+
+#: --image-size's upper bound: about twice the 224 px the ImageNet weights were learned at.
+#: Memory and time grow with the square of the side (a batch of 32 images at 1024 px is 400 MB
+#: of float32 before the first layer), while a base trained at 224 px gains little from more.
+MAX_IMAGE_SIZE = 512
+
+#: The whole-number options' bounds: at least, at most. A seed must fit NumPy's 32 bits.
+BOUNDS = {"head_epochs": (0, 1000), "finetune_epochs": (0, 1000), "patience": (0, 1000),
+          "batch_size": (1, 1024), "seed": (0, 2**32 - 1)}  # fmt: skip
 
 
 class UsageError(ValueError):
     """An argument or file of the command that cannot be used as given."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, but a malformed argument prints one ``error:`` line (not the usage
+    lines too) and exits with status 2."""
+
+    def error(self, message: str):
+        self.exit(USAGE_ERROR, f"error: {message}; see {self.prog} --help\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``finetune`` and ``predict`` commands and every option, with their help."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m ftutils",
         description="Fine-tune a pretrained image classifier on your own folder of images "
         "(the article's §4.4 workflow), then classify new images with it.",
@@ -59,9 +102,9 @@ FINETUNE_OPTIONS = (
     ("--backbone", str, "NAME", "mobilenet_v2", "the pretrained base, with ImageNet weights "
      f"(downloaded once when online and not in the Keras cache): {', '.join(recipe.TOP_BLOCK)}"),
     ("--image-size", int, "PIXELS", 160, "the square size in pixels every image is resized to; at "
-     "least 32"),
+     f"least the backbone's minimum (32 for most), at most {MAX_IMAGE_SIZE}"),
     ("--out", Path, "DIR", None, "the folder for the model, the report and the training state, "
-     "created if needed; the same --out again resumes (default: runs/<FOLDER's name>)"),
+     "created if needed; the same command again resumes (default: runs/<FOLDER's name>)"),
     ("--head-epochs", int, "N", 20, "at most this many epochs for the new head, trained on the "
      "frozen base's features"),
     ("--finetune-epochs", int, "N", 10, "at most this many epochs fine-tuning the top of the base; "
@@ -69,10 +112,11 @@ FINETUNE_OPTIONS = (
     ("--unfreeze-from", str, "LAYER", None, "the base layer from which on fine-tuning trains "
      "(default: the first layer of the base's last block: "
      + ", ".join(f"{name} {layer}" for name, layer in recipe.TOP_BLOCK.items()) + ")"),
-    ("--head-lr", float, "RATE", 1e-3, "Adam's learning rate for the head"),
+    ("--head-lr", float, "RATE", 1e-3, "Adam's learning rate for the head, above 0 and at most 1"),
     ("--finetune-lr", float, "RATE", 1e-4, "Adam's learning rate for fine-tuning, lower than the "
-     "head's so the pretrained weights change little"),
-    ("--batch-size", int, "N", 32, "images per training step"),
+     "head's so the pretrained weights change little; above 0 and at most 1"),
+    ("--batch-size", int, "N", 32, "images per training step on each device (per replica): "
+     "with several GPUs a step takes this many on every one"),
     ("--val-fraction", float, "F", 0.15, "the share of each class for validation: early stopping "
      "and each phase's best epoch are chosen on it"),
     ("--test-fraction", float, "F", 0.15, "the share of each class for the test set, used for "
@@ -115,7 +159,11 @@ def _add_predict(commands) -> None:
     )
     sub.add_argument("model", type=Path, metavar="MODEL", help="a model.keras written by finetune")
     sub.add_argument(
-        "images", type=Path, nargs="+", metavar="IMAGE", help="image files (JPEG, PNG, BMP, GIF)"
+        "images",
+        type=Path,
+        nargs="+",
+        metavar="IMAGE",
+        help=f"image files ({', '.join(sorted(data.IMAGE_EXTENSIONS))}: what finetune reads)",
     )
     sub.add_argument(
         "--top",
@@ -146,36 +194,53 @@ def finetune(args: argparse.Namespace) -> None:
     """Check everything that can be checked, then train (or resume), evaluate and report."""
     _check_arguments(args)
     args.unfreeze_from = args.unfreeze_from or recipe.TOP_BLOCK[args.backbone]
-    out = _writable_folder(args.out or Path("runs") / args.folder.resolve().name, args.folder)
-    config.setup(args.seed, verbose=False)  # seeds, op determinism, a CJK font for the figures
-    backbones.imagenet_weights_path(args.backbone)  # missing weights fail before the data loads
+    out = args.out or Path("runs") / args.folder.resolve().name
+    _check_out(out, args.folder)
+    data.count_image_files(args.folder)  # a missing folder or class folder, before TF starts
+    before = _noted_run(out)
+    config.setup(args.seed, verbose=False)  # strategy, precision, seeds: before any TF op
     images, files, skipped = _load_folder(args.folder, args.image_size)
     split = data.three_way_split(images, args.val_fraction, args.test_fraction, args.seed)
     parts = {name: images.take(indices) for name, indices in zip(PARTS, split, strict=True)}
+    noted = _run_identity(args, images, files)
+    _check_same_run(out, before, noted)
+    backbones.imagenet_weights_path(args.backbone)  # may download: after every check of input
+    model = models.build_classifier(args.backbone, images.n_classes, args.image_size)
+    if args.finetune_epochs:
+        _check_cut(model, args.unfreeze_from)
+    _start_run(out, noted)
     notes = list(skipped)  # for the report
     if (unbalanced := data.imbalance(images)) is not None:
         print(f"warning: {unbalanced}", file=sys.stderr)
         notes.append(unbalanced)
-    model = models.build_classifier(args.backbone, images.n_classes, args.image_size)
-    if args.finetune_epochs:
-        _check_cut(model, args.unfreeze_from)
-    _check_same_run(out, _settings(args), images)
     _print_plan(args, images, parts, skipped)
+    if before is not None:
+        print(_resume_line(out, args))
     record = recipe.fine_tune(
         model, parts["train"], parts["validation"], args.head_epochs, args.finetune_epochs,
         args.head_lr, args.finetune_lr, unfreeze_from=args.unfreeze_from,
         patience=args.patience, batch_size=args.batch_size, seed=args.seed, run_dir=out,
         verbose=1 if sys.stdout.isatty() else 2,  # progress bars in a terminal, else lines
     )  # fmt: skip
-    model.save(out / "model.keras")
-    names = json.dumps(list(images.class_names), ensure_ascii=False)
-    (out / "classes.json").write_text(names, encoding="utf-8")
+    _save_model(out, model, images.class_names)
     test_files = [files[i] for i in split[2]]
     run = run_report.Run(args.command_line, args.folder, _settings(args), parts, test_files, notes)
     accuracy = run_report.write(out, model, record, run)
     print(f"test accuracy: {accuracy:.3f} on {len(parts['test'])} images")
     print(f"wrote {out / 'model.keras'}, {out / 'classes.json'} and {out / 'report.md'}")
     print(f"classify new images with: python -m ftutils predict {out / 'model.keras'} IMAGE...")
+
+
+def _save_model(out: Path, model: keras.Model, class_names: Sequence[str]) -> None:
+    """``model.keras`` and ``classes.json``, each written whole or not at all."""
+    cache.write_atomically(out / "model.keras", model.save)
+    _write_json(out / "classes.json", list(class_names))
+
+
+def _write_json(path: Path, value) -> None:
+    """``value`` as UTF-8 JSON in ``path``, written to a temporary name and renamed."""
+    text = json.dumps(value, ensure_ascii=False, indent=1)
+    cache.write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def predict(args: argparse.Namespace) -> None:
@@ -192,8 +257,28 @@ def predict(args: argparse.Namespace) -> None:
     missing = [str(path) for path in args.images if not path.is_file()]
     if missing:
         raise UsageError(f"image file(s) not found: {', '.join(missing)}")
-    names = json.loads(classes_file.read_text(encoding="utf-8"))
-    model = keras.saving.load_model(args.model, compile=False)
+    other = [str(path) for path in args.images if path.suffix.lower() not in data.IMAGE_EXTENSIONS]
+    if other:
+        raise UsageError(
+            f"{', '.join(other)}: not an image file finetune reads; give "
+            f"{', '.join(sorted(data.IMAGE_EXTENSIONS))} files"
+        )
+    try:
+        names = json.loads(classes_file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        names = None
+    if not isinstance(names, list):
+        raise UsageError(
+            f"{classes_file} is damaged (not the list of class names finetune writes); "
+            "run finetune again with the same command to write it again"
+        )
+    try:
+        model = keras.saving.load_model(args.model, compile=False)
+    except (ValueError, OSError, zipfile.BadZipFile):  # another file, or one cut short
+        raise UsageError(
+            f"{args.model} is not a model finetune wrote (another file, or a damaged one); "
+            "give the model.keras in finetune's --out folder, or run finetune again"
+        ) from None
     if len(names) != model.output_shape[-1]:
         raise UsageError(
             f"{classes_file} names {len(names)} classes but the model predicts "
@@ -209,7 +294,8 @@ def predict(args: argparse.Namespace) -> None:
 
 
 def _check_arguments(args: argparse.Namespace) -> None:
-    """Fail on a backbone, size, count or fraction that cannot work, before any work starts."""
+    """Fail on a backbone, size, count, rate or fraction that cannot work, before any work
+    starts."""
     if args.backbone not in recipe.TOP_BLOCK:
         why = (
             "has no ImageNet weights to fine-tune from"
@@ -225,16 +311,37 @@ def _check_arguments(args: argparse.Namespace) -> None:
             f"--image-size {args.image_size} is below {args.backbone}'s minimum of "
             f"{smallest} px; use --image-size {smallest} or more (e.g. 160)"
         )
-    for option in ("head_epochs", "finetune_epochs", "patience"):
-        if getattr(args, option) < 0:
-            raise UsageError(f"--{option.replace('_', '-')} must be 0 or more")
-    if args.batch_size < 1:
-        raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.image_size > MAX_IMAGE_SIZE:
+        raise UsageError(
+            f"--image-size {args.image_size} is above {MAX_IMAGE_SIZE} px: memory and time grow "
+            "with its square and the ImageNet weights were learned at 224 px; use "
+            f"{MAX_IMAGE_SIZE} or less (e.g. 160 or 224)"
+        )
+    for option, (low, high) in BOUNDS.items():
+        if not low <= getattr(args, option) <= high:
+            raise UsageError(
+                f"--{option.replace('_', '-')} must be between {low} and {high}, "
+                f"got {getattr(args, option)}"
+            )
+    for option, example in (("head_lr", "1e-3"), ("finetune_lr", "1e-4")):
+        rate = getattr(args, option)
+        if not (math.isfinite(rate) and 0 < rate <= 1):
+            raise UsageError(
+                f"--{option.replace('_', '-')} must be a learning rate above 0 and at most 1 "
+                f"(e.g. {example}), got {rate}"
+            )
+    val, test = args.val_fraction, args.test_fraction
+    if not (0 < val < 1 and 0 < test < 1 and val + test < 1):
+        raise UsageError(
+            "--val-fraction and --test-fraction must each be above 0 and below 1 and leave "
+            f"images for training (together below 1), got {val} and {test}; e.g. 0.15 and 0.15"
+        )
 
 
-def _writable_folder(out: Path, images: Path) -> Path:
-    """``out``, created if needed, once a file could be written into it; never inside the
-    image folder, where the report's PNGs would become training images of the next run."""
+def _check_out(out: Path, images: Path) -> None:
+    """Fail when ``out`` cannot hold the run, without creating it: inside the image folder
+    (the report's PNGs would become training images of the next run), a file, or below a
+    folder that cannot be written."""
     if out.resolve().is_relative_to(images.resolve()):
         raise UsageError(
             f"--out {out} is inside the image folder {images}: its report images would be "
@@ -242,17 +349,18 @@ def _writable_folder(out: Path, images: Path) -> Path:
         )
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file, not a folder; give a folder, e.g. runs/mine")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise UsageError(
-            f"cannot write into the --out folder {out} ({exc.strerror}); give a "
-            "folder you can write to, e.g. --out runs/mine"
-        ) from None
-    return out
+    existing = next(p for p in (out.absolute(), *out.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        _cannot_write(out, errno.ENOTDIR)
+    if not os.access(existing, os.W_OK | os.X_OK):
+        _cannot_write(out, errno.EACCES)
+
+
+def _cannot_write(out: Path, code: int) -> None:
+    raise UsageError(
+        f"cannot write into the --out folder {out} ({os.strerror(code)}); give a "
+        "folder you can write to, e.g. --out runs/mine"
+    )
 
 
 def _load_folder(
@@ -281,31 +389,101 @@ def _settings(args: argparse.Namespace) -> dict:
     return {name: getattr(args, name) for name in names}
 
 
-def _check_same_run(out: Path, settings: dict, images: data.ImageData | data.ImageFiles) -> None:
-    """Note the run's settings and images in ``out``; refuse to resume another run there
-    (its saved phases would be taken for this one's). Streamed files are compared by path,
-    size and modification time."""
-    if isinstance(images, data.ImageFiles):
-        seen = images.fingerprint()
-        listed = [seen["files"], seen["sizes"].tolist(), seen["mtimes"].tolist()]
-        content = json.dumps(listed, ensure_ascii=False).encode()
-    else:
-        content = images.images.tobytes()
-    digest = hashlib.sha256(content + images.labels.tobytes())
+def _run_identity(args: argparse.Namespace, images: data.Images, files: list[Path]) -> dict:
+    """What decides a run's result, as ``run.json`` notes it: the options; the strategy,
+    precision and libraries it computes with (a resumed phase must go on with the same); a
+    digest of the image files read (paths, sizes, modification times) and their labels."""
+    seen = data.ImageFiles([str(f) for f in files], images.labels, images.class_names)
+    fingerprint = seen.fingerprint()
+    listed = [fingerprint["files"], fingerprint["sizes"].tolist(), fingerprint["mtimes"].tolist()]
+    digest = hashlib.sha256(json.dumps(listed, ensure_ascii=False).encode())
+    digest.update(images.labels.tobytes())
     digest.update(json.dumps(images.class_names, ensure_ascii=False).encode())
-    noted = {"settings": settings, "images": digest.hexdigest()}
-    path = out / "run.json"
-    if path.is_file():
-        before = json.loads(path.read_text(encoding="utf-8"))
-        changed = [k for k in settings if before["settings"].get(k) != settings[k]]
-        if before["images"] != noted["images"]:
-            changed.append("the images")
-        if changed:
-            raise UsageError(
-                f"--out {out} holds a run with other {', '.join(changed)}; give "
-                f"another --out, or delete {out} to start over"
-            )
-    path.write_text(json.dumps(noted, ensure_ascii=False, indent=1), encoding="utf-8")
+    environment = {
+        "strategy": distribute.settings().strategy,
+        "precision": keras.mixed_precision.global_policy().name,
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+    }
+    return {"settings": _settings(args), "environment": environment, "images": digest.hexdigest()}
+
+
+def _noted_run(out: Path) -> dict | None:
+    """The ``run.json`` an earlier run left in ``out``, or None; one line (not a traceback)
+    when it is damaged."""
+    path = out / RUN_FILE
+    if not path.is_file():
+        return None
+    try:
+        noted = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        noted = None
+    if not (isinstance(noted, dict) and isinstance(noted.get("settings"), dict)):
+        raise UsageError(
+            f"{path} is damaged (not the JSON finetune writes: cut short, or edited), so the "
+            f"run in {out} cannot be resumed; delete {out} to start over, or give another --out"
+        )
+    return noted
+
+
+def _check_same_run(out: Path, before: dict | None, noted: dict) -> None:
+    """Refuse to resume another run in ``out``: its saved phases would be taken for this
+    one's. Names every difference and the way out."""
+    if before is None:
+        return
+    changed = []
+    for group, flag in (("settings", "--"), ("environment", "")):
+        then = before.get(group) if isinstance(before.get(group), dict) else {}
+        for key, value in noted[group].items():
+            if then.get(key, "not noted") != value:
+                name = flag + key.replace("_", "-") if flag else key
+                changed.append(f"{name} {then.get(key, 'not noted')} (now {value})")
+    if before.get("images") != noted["images"]:
+        changed.append("other images (files added, removed or changed since)")
+    if changed:
+        raise UsageError(
+            f"--out {out} holds a run made with {', '.join(changed)}; to resume that run, "
+            f"repeat its command as it was; to start this one, give another --out or delete {out}"
+        )
+
+
+def _start_run(out: Path, noted: dict) -> None:
+    """Create ``out`` and note the run in it (the first write of the command)."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        _write_json(out / RUN_FILE, noted)
+    except OSError as exc:
+        _cannot_write(out, exc.errno or errno.EIO)
+
+
+def _resume_line(out: Path, args: argparse.Namespace) -> str:
+    """Where a run that ``out`` already holds goes on: the phases finished, and the epoch
+    the next one continues after."""
+    path = out / recipe.PHASES_FILE
+    finished = list(json.loads(path.read_text(encoding="utf-8"))) if path.is_file() else []
+    phases = [(name, n) for name, n in (("head", args.head_epochs),
+                                        ("fine-tune", args.finetune_epochs)) if n]  # fmt: skip
+    for phase, epochs in phases:
+        if phase not in finished:
+            done = _epochs_backed_up(out / phase / training.BACKUP_DIR)
+            where = f"after epoch {done} of {epochs}" if done else f"at epoch 1 of {epochs}"
+            earlier = f"{' and '.join(finished)} finished earlier; " if finished else ""
+            return f"resuming the run in {out}: {earlier}{phase} goes on {where}"
+    return (
+        f"the run in {out} finished earlier: its model is restored and the report written "
+        "again, nothing is trained"
+    )
+
+
+def _epochs_backed_up(backup: Path) -> int:
+    """How many epochs of an interrupted fit Keras' BackupAndRestore resumes after."""
+    for name in ("training_metadata.json", "training_metadata.json.bkp"):
+        try:
+            return int(json.loads((backup / name).read_text(encoding="utf-8"))["epoch"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return 0
 
 
 def _check_cut(model, layer: str) -> None:

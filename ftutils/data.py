@@ -19,6 +19,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
+from PIL import Image
 
 from ftutils.config import keras_home
 from ftutils.errors import DataError
@@ -27,7 +28,13 @@ FASHION_MNIST_CLASSES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 )  # fmt: skip
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif"}
+#: The files an image folder's scan takes and ``python -m ftutils predict`` reads: the formats
+#: ``tf.io.decode_image`` decodes.
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"}
+#: The EXIF tag that says how a camera (a phone) was held: 1 is upright, 2-8 mirrored or turned.
+ORIENTATION_TAG = 0x0112
+#: Why an image file is skipped (or refused).
+UNREADABLE = "not a readable image (corrupt or wrong format)"
 #: Folders with more image files than this are streamed from disk (:func:`open_image_folder`,
 #: :func:`load_dataset`, ``python -m ftutils finetune``) instead of decoded into memory: 2,000
 #: photos at 224 px take 300 MB as uint8. ``FTUTILS_STREAM_THRESHOLD`` overrides it.
@@ -316,13 +323,14 @@ def load_image_folder_files(path: str | Path, image_size: int) -> tuple[ImageDat
 
 
 def scan_image_folder(path: str | Path) -> ImageFiles:
-    """``path/<class name>/<image>`` as :class:`ImageFiles`, without decoding the images.
+    """``path/<class name>/<image>`` as :class:`ImageFiles`: paths, not decoded images.
 
     The same checks and errors as :func:`load_image_folder` (a missing folder, fewer than two
-    class folders, a class folder without images). Each file's first and last bytes are
-    checked (the format's signature, and its end marker: a truncated download fails it);
-    only a file that fails is decoded, to decide, and skipped with a warning naming it when
-    it cannot be. Reads a few dozen bytes per good file, whatever the folder's size.
+    class folders, a class folder without images). Every file is decoded once, whole, and
+    skipped with a warning naming it when it cannot be: a file cut short or corrupt in its
+    middle, which would otherwise stop training mid-epoch. 3,600 JPEGs of 320 x 240 px
+    (24 kB each) took 4.5 to 12 s on a busy 2-core AMD EPYC (1.3 to 3.3 ms each), where
+    checking each file's first and last bytes took 0.2 to 0.3 s but let such a file through.
     """
     files, labels = [], []
     class_dirs = _class_folders(Path(path))
@@ -417,44 +425,60 @@ def _no_images(class_dir: Path, files: list[Path]) -> None:
     )
 
 
-#: Format signatures and the bytes a whole file of that format ends with (JPEG's end-of-image
-#: marker, PNG's IEND chunk, GIF's trailer); a BMP states its own length.
-_SIGNATURES = {b"\xff\xd8\xff": b"\xff\xd9", b"\x89PNG\r\n\x1a\n": b"IEND\xaeB`\x82",
-               b"GIF87a": b";", b"GIF89a": b";", b"BM": None}  # fmt: skip
-
-
-def _looks_whole(file: Path) -> bool:
-    """Whether ``file`` starts with an image signature and ends as that format ends."""
-    try:
-        size = file.stat().st_size
-        with open(file, "rb") as f:
-            head = f.read(16)
-            f.seek(max(0, size - 16))
-            tail = f.read()
-    except OSError:
-        return False
-    for signature, end in _SIGNATURES.items():
-        if head.startswith(signature):
-            if end is None:  # BMP: bytes 2-5 hold the file's length
-                return len(head) >= 6 and int.from_bytes(head[2:6], "little") <= size
-            return tail.rstrip(b"\0").endswith(end)  # some writers pad with zeros
-    return False
-
-
 def _readable(file: Path) -> bool:
-    """A cheap check first; a file that fails it (a truncated one, another format, trailing
-    bytes after the image) is decoded once to decide, and skipped with a warning if not."""
-    return _looks_whole(file) or _decode(file, 2, stacklevel=4) is not None
+    """Whether ``file`` decodes, whole; one that does not is skipped with a warning."""
+    try:
+        _decoded(file)
+    except DataError:
+        warnings.warn(f"skipping {file}: {UNREADABLE}", stacklevel=3)
+        return False
+    return True
 
 
 def read_image(file: str | Path, image_size: int) -> np.ndarray:
     """One image file as an ``image_size`` square RGB uint8 array, decoded and resized as
-    :func:`load_image_folder` does (grey becomes RGB; an alpha channel is dropped)."""
+    :func:`load_image_folder` does (grey becomes RGB; an alpha channel is dropped; a photo
+    whose EXIF says it was taken turned is turned upright, as ``PIL.ImageOps.exif_transpose``
+    does)."""
+    return _resize_decoded(_orient(_decoded(file), _orientation(file)), image_size).numpy()
+
+
+def _decoded(file: str | Path) -> tf.Tensor:
+    """``file`` decoded whole to RGB, as it is stored (DataError if it cannot be)."""
     try:
         image = tf.io.decode_image(Path(file).read_bytes(), channels=3, expand_animations=False)
     except (tf.errors.InvalidArgumentError, tf.errors.UnknownError):
-        raise DataError(f"{file} is not a readable image (corrupt or wrong format)") from None
-    return _resize_decoded(image, image_size).numpy()
+        raise DataError(f"{file} is {UNREADABLE}") from None
+    return image
+
+
+def _orientation(file: str | Path | bytes) -> np.int64:
+    """The EXIF orientation of an image file (1, upright, when it has none or is unreadable);
+    reads the file's header, not its pixels."""
+    try:
+        with Image.open(os.fsdecode(file)) as image:
+            return np.int64(image.getexif().get(ORIENTATION_TAG, 1))
+    except (OSError, ValueError, SyntaxError):  # what Pillow raises on a header it cannot parse
+        return np.int64(1)
+
+
+def _orient(image: tf.Tensor, orientation) -> tf.Tensor:
+    """``image`` turned upright for its EXIF ``orientation``, as ``PIL.ImageOps.exif_transpose``
+    turns it (a value outside 1-8 leaves it as it is); eager or in tf.data."""
+    transposed = lambda: tf.transpose(image, [1, 0, 2])  # noqa: E731
+    upright = (
+        lambda: image,  # 1
+        lambda: tf.image.flip_left_right(image),  # 2: mirrored
+        lambda: tf.image.rot90(image, 2),  # 3: upside down
+        lambda: tf.image.flip_up_down(image),  # 4
+        transposed,  # 5
+        lambda: tf.image.rot90(image, 3),  # 6: held turned right (a phone's portrait)
+        lambda: tf.image.rot90(transposed(), 2),  # 7
+        lambda: tf.image.rot90(image, 1),  # 8: held turned left
+    )
+    orientation = tf.cast(orientation, tf.int32)
+    index = tf.where((orientation >= 1) & (orientation <= 8), orientation - 1, 0)
+    return tf.switch_case(index, upright)
 
 
 def _resize_decoded(image: tf.Tensor, image_size: int) -> tf.Tensor:
@@ -464,20 +488,19 @@ def _resize_decoded(image: tf.Tensor, image_size: int) -> tf.Tensor:
 
 
 def _read_file(path: tf.Tensor, image_size: int) -> tf.Tensor:
-    """:func:`read_image` as tf.data ops, for a path tensor."""
+    """:func:`read_image` as tf.data ops, for a path tensor (the EXIF orientation is read in
+    Python, from the file's header)."""
     image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
     image.set_shape([None, None, 3])
-    return _resize_decoded(image, image_size)
+    orientation = tf.numpy_function(_orientation, [path], tf.int64, stateful=False)
+    return _resize_decoded(_orient(image, orientation), image_size)
 
 
-def _decode(file: Path, image_size: int, stacklevel: int = 3) -> np.ndarray | None:
+def _decode(file: Path, image_size: int) -> np.ndarray | None:
     try:
         return read_image(file, image_size)
     except DataError:
-        warnings.warn(
-            f"skipping {file}: not a readable image (corrupt or wrong format)",
-            stacklevel=stacklevel,
-        )
+        warnings.warn(f"skipping {file}: {UNREADABLE}", stacklevel=3)
         return None
 
 

@@ -29,8 +29,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
+import inspect
 import json
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import keras
 import tensorflow as tf
@@ -228,13 +233,22 @@ def global_batch(per_replica: int, model: keras.Model | None = None) -> int:
 
 
 def adapt_for_multiworker(model: keras.Model) -> None:
-    """Let Keras 3's ``fit`` run ``model`` under a MultiWorkerMirroredStrategy (no-op otherwise).
+    """Let Keras 3's ``fit``, ``evaluate`` and ``predict`` run ``model`` under a
+    MultiWorkerMirroredStrategy (no-op otherwise).
 
     Keras 3 (to 3.15 at least) fails there twice (keras-team/keras issue 20585): before the
     first step it builds the metrics from a batch passed through ``strategy.reduce``, which
     takes one tensor, not an (images, labels) pair, so they are built from the worker's own
-    batch instead (only the shapes count); after every step it averages the logged values
-    over workers along axis 0, which a scalar lacks, so each gets an axis of length 1.
+    batch instead (only the shapes count); after every training *and* validation step it
+    averages the logged values over workers along axis 0, which a scalar lacks, so each gets
+    an axis of length 1. ``predict`` gathers its outputs correctly and is left alone.
+
+    Only the chief writes files (:func:`is_chief`): on the other workers, ``fit`` points
+    every ``ModelCheckpoint`` and ``BackupAndRestore`` callback into a temporary folder,
+    deleted when the fit ends (as tf.keras' own callbacks did, and TensorFlow's multi-worker
+    guide recommends); a
+    ``BackupAndRestore`` there resumes from a copy of the chief's backup, so a restarted
+    cluster continues together (the run folder must be on a disk every worker reads).
     """
     strategy = model.distribute_strategy
     multiworker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
@@ -252,9 +266,70 @@ def adapt_for_multiworker(model: keras.Model) -> None:
         with strategy.scope():
             model._symbolic_build(data_batch=data_batch)
 
-    train_step = model.train_step
+    def with_worker_axis(step):
+        return lambda data: keras.tree.map_structure(lambda v: v[None], step(data))
+
     model._maybe_symbolic_build = build_from_local_batch
-    model.train_step = lambda data: keras.tree.map_structure(lambda v: v[None], train_step(data))
+    model.train_step = with_worker_axis(model.train_step)
+    model.test_step = with_worker_axis(model.test_step)
+    model.fit = _chief_writes(model.fit)
+
+
+def is_chief() -> bool:
+    """Whether this process writes files: yes, unless ``TF_CONFIG`` makes it a worker of a
+    cluster other than its chief (the task of type ``chief``, else worker 0)."""
+    try:
+        config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    except json.JSONDecodeError as exc:
+        raise DistributionError(
+            f"TF_CONFIG is not valid JSON ({exc}); on worker 0 of two, for example: "
+            '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
+            '"task": {"type": "worker", "index": 0}}'
+        ) from None
+    cluster, task = config.get("cluster") or {}, config.get("task") or {}
+    if not cluster or not task:
+        return True
+    kind, index = task.get("type"), int(task.get("index", 0))
+    return kind == "chief" or (kind == "worker" and index == 0 and "chief" not in cluster)
+
+
+def _chief_writes(fit):
+    """``fit`` that, on a worker other than the chief, lets its file-writing callbacks write
+    only into a temporary folder."""
+    signature = inspect.signature(fit)
+
+    @functools.wraps(fit)
+    def fit_on_this_worker(*args, **kwargs):
+        if is_chief():
+            return fit(*args, **kwargs)
+        arguments = signature.bind(*args, **kwargs).arguments
+        given = arguments.get("callbacks") or []
+        listed = given.callbacks if isinstance(given, keras.callbacks.CallbackList) else given
+        with tempfile.TemporaryDirectory(prefix="ftutils-worker-") as folder:
+            restore = [_write_into(c, Path(folder) / str(i)) for i, c in enumerate(listed)]
+            try:
+                return fit(*args, **kwargs)
+            finally:
+                for undo in restore:
+                    undo()
+
+    return fit_on_this_worker
+
+
+def _write_into(callback: keras.callbacks.Callback, folder: Path):
+    """Point ``callback``'s files into ``folder``; return what points them back."""
+    if isinstance(callback, keras.callbacks.BackupAndRestore):
+        chief = callback.backup_dir
+        settings = (callback.save_freq, callback.double_checkpoint, callback.delete_checkpoint)
+        if os.path.isdir(chief):  # resume from the state the chief backed up
+            shutil.copytree(chief, folder)
+        keras.callbacks.BackupAndRestore.__init__(callback, str(folder), *settings)
+        return lambda: keras.callbacks.BackupAndRestore.__init__(callback, chief, *settings)
+    if isinstance(callback, keras.callbacks.ModelCheckpoint):
+        chief = callback.filepath
+        callback.filepath = str(folder / os.path.basename(chief))
+        return lambda: setattr(callback, "filepath", chief)
+    return lambda: None
 
 
 def require_single_device(variables, caller: str) -> None:

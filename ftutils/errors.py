@@ -15,3 +15,8 @@ class WeightsUnavailableError(FileNotFoundError):
 
 class DistributionError(RuntimeError):
     """A strategy, precision or determinism setting that cannot be used as asked."""
+
+
+class ResumeError(RuntimeError):
+    """A run folder or results file that cannot be resumed: made by another training or
+    study (other model, data, arguments or library versions), or damaged."""

@@ -1,11 +1,12 @@
 """Sweeps: run an experiment over a grid of settings, one line per run, cached on disk (§2.2, §4.5).
 
 A result is cached under a key built from the sweep's name, every setting of the run, the
-run function's code, the TensorFlow/Keras/NumPy versions and the replicas and precision it
-ran with (``ftutils.cache.key``), so an unchanged re-run reuses it, while a changed
-parameter, an edited run function, a library upgrade or another precision runs it again.
-A sweep that trains the same model many times resets it between runs with
-:func:`snapshot` / :func:`restore`.
+run function (its code, the values bound to it, and the data it reads from its globals,
+such as a notebook's ``train`` images or ``pooled`` features), the TensorFlow/Keras/NumPy
+versions and the replicas and precision it ran with (``ftutils.cache.key``), so an
+unchanged re-run reuses it, while a changed parameter or dataset, an edited run function, a
+library upgrade or another precision runs it again. A sweep that trains the same model many
+times resets it between runs with :func:`snapshot` / :func:`restore`.
 """
 
 from __future__ import annotations
@@ -32,9 +33,9 @@ def expand_grid(grid: dict[str, list]) -> list[dict]:
 
 
 def config_key(name: str, config: dict, run: Callable | None = None) -> str:
-    """The cache key of one run: the sweep's name, its full configuration, the run
-    function's code and where it ran (``ftutils.cache.key``)."""
-    return cache.key(name, config, run)
+    """The cache key of one run: the sweep's name, its full configuration, the run function
+    (code, bound values, the global data it reads) and where it ran (``ftutils.cache.key``)."""
+    return cache.key(name, config, None if run is None else cache.key(run))
 
 
 def _plain(value):
@@ -55,14 +56,21 @@ def run_sweep(
     ``run`` returns a dict of results (e.g. ``{"accuracy": 0.8}``). Each row holds the
     cell's settings, the results and ``seconds`` (the run's own wall time, kept from the
     first run when the result comes from the cache) and ``cached``.
+
+    Every run's key is made before the first run, from the globals ``run`` reads as they
+    are then: a run that trains a model it reads from the notebook changes it, and the
+    runs after it would otherwise get keys that depend on which runs came from the cache.
+    Such a run must reset what it changes (set the model's weights from ones it also reads,
+    as 04_5 does), so that its result does not depend on the runs before it.
     """
     fixed = fixed or {}
     folder = (cache_dir or CACHE_DIR / "sweeps") / name
     cells = expand_grid(grid)
+    code = cache.key(run)  # once: keying a run that reads a notebook's model takes seconds
+    paths = [folder / f"{cache.key(name, {**fixed, **cell}, code)}.json" for cell in cells]
     rows = []
-    for i, cell in enumerate(cells, start=1):
+    for i, (cell, path) in enumerate(zip(cells, paths, strict=True), start=1):
         config = {**fixed, **cell}
-        path = folder / f"{config_key(name, config, run)}.json"
         cached = path.is_file()
         if cached:
             result = json.loads(path.read_text())["result"]

@@ -1,4 +1,9 @@
-"""Figures the notebooks share: learning curves, sample grids, confusion matrices."""
+"""Figures the notebooks share: learning curves, sample grids, confusion matrices.
+
+Each function draws its Chinese class names and titles with a CJK-capable font
+(``ftutils.fonts.with_cjk_font``), without ``setup()`` and without changing the caller's
+matplotlib settings.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,11 @@ import numpy as np
 import pandas as pd
 
 from ftutils.data import ImageData
+from ftutils.fonts import with_cjk_font
 from ftutils.training import TrainingRecord
 
 
+@with_cjk_font
 def plot_learning_curves(record: TrainingRecord, title: str = "") -> None:
     """Loss and accuracy (train and validation) per epoch; phase changes marked."""
     epochs = np.array([row["epoch"] for row in record.rows])
@@ -29,6 +36,7 @@ def plot_learning_curves(record: TrainingRecord, title: str = "") -> None:
     plt.show()
 
 
+@with_cjk_font
 def plot_samples(data: ImageData, per_class: int = 4, title: str = "") -> None:
     """A grid with ``per_class`` images of every class, one class per column."""
     fig, axes = plt.subplots(
@@ -54,6 +62,7 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> 
     return counts
 
 
+@with_cjk_font
 def plot_confusion_matrix(
     y_true: np.ndarray, y_pred: np.ndarray, class_names: tuple[str, ...], title: str = ""
 ) -> None:
@@ -74,6 +83,7 @@ def plot_confusion_matrix(
     plt.show()
 
 
+@with_cjk_font
 def plot_sweep(
     results: pd.DataFrame,
     x: str,
@@ -100,6 +110,7 @@ def plot_sweep(
     plt.show()
 
 
+@with_cjk_font
 def plot_records(
     records: dict[str, TrainingRecord],
     metrics: tuple[str, ...] = ("accuracy", "val_accuracy"),
@@ -126,6 +137,7 @@ def plot_records(
     plt.show()
 
 
+@with_cjk_font
 def plot_augmentation_grid(
     image: np.ndarray, layers: dict, samples: int = 6, title: str = ""
 ) -> None:

@@ -10,6 +10,7 @@ features from several depths of two frozen bases, several heads averaged, as one
 from __future__ import annotations
 
 import json
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,8 +18,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ftutils import backbones, cache, config, frozen, models
+from ftutils import backbones, cache, config, distribute, frozen, models
 from ftutils.data import ImageData, ImageFiles
+from ftutils.errors import ResumeError
 from ftutils.training import TrainingRecord, callbacks, compile_classifier, fit_classifier
 
 Data = ImageData | ImageFiles | tf.data.Dataset
@@ -27,6 +29,8 @@ Data = ImageData | ImageFiles | tf.data.Dataset
 #: record's rows of each, and (in each phase's folder) the weights it ended with.
 PHASES_FILE = "phases.json"
 END_WEIGHTS = "end-weights.npz"
+#: In a run folder: what the training depends on; another training is refused the folder.
+FINGERPRINT_FILE = "fingerprint.json"
 
 #: The first layer of each base's last block: where :func:`fine_tune` starts to unfreeze when
 #: only the top block is to be fine-tuned (§4.4). No skip connection crosses these cuts, so
@@ -83,13 +87,19 @@ def fine_tune(
     the best epoch, also one from before the kill). A finished phase is noted in
     ``run_dir/phases.json`` with its record rows, beside the weights it ended with: the same
     call again skips it, restores them and goes on with the next phase (so after both
-    phases, it only restores the result). Give each training its own folder: the same model,
-    data and arguments.
+    phases, it only restores the result). ``run_dir/fingerprint.json`` records what the training
+    depends on (the model's architecture, the data, the arguments, replicas, precision and
+    TensorFlow/Keras/NumPy versions): a call that differs in any of them is refused with a
+    ``ftutils.errors.ResumeError`` naming what differs, as is a damaged run file.
     """
     record = record if record is not None else TrainingRecord()
     base = models.base_of(model)
     cached = not frozen.augments(model)
-    run = Path(run_dir) if run_dir is not None else None
+    arguments = dict(head_epochs=head_epochs, finetune_epochs=finetune_epochs, head_lr=head_lr,
+                     finetune_lr=finetune_lr, unfreeze_from=unfreeze_from,
+                     unfreeze_top_n=unfreeze_top_n, optimizer=optimizer, patience=patience,
+                     batch_size=batch_size, seed=seed)  # fmt: skip
+    run = _run_folder(run_dir, model, train, val, arguments)
     fit_kwargs = {
         "patience": patience,
         "batch_size": batch_size,
@@ -144,10 +154,62 @@ def _train_part(model, at, train, val, epochs, learning_rate, optimizer, record,
     record.add(phase, history)
 
 
+def _run_folder(run_dir, model, train, val, arguments: dict) -> Path | None:
+    """``run_dir`` as a Path, after checking that it was made by this training (or is new,
+    then noting in it what this training depends on)."""
+    if run_dir is None:
+        return None
+    run = Path(run_dir)
+    current = {
+        "model architecture": cache.digest(cache.architecture(model)),
+        "training data": _data_fingerprint(train),
+        "validation data": _data_fingerprint(val),
+        "arguments": arguments,
+        **cache.environment(),
+        "replicas": distribute.replicas(model),
+    }
+    path = run / FINGERPRINT_FILE
+    if path.is_file():
+        differences = cache.changes(_read_json(path, "what the run depends on"), current)
+        if differences:
+            raise ResumeError(
+                f"{run} was made by another training, so this one cannot resume it; what "
+                "differs (in the folder -> now):\n  " + "\n  ".join(differences)
+                + f"\nGive this training another run_dir, or delete {run} to start it afresh."
+            )  # fmt: skip
+    elif any((run / name).exists() for name in (PHASES_FILE, "head", "fine-tune")):
+        raise ResumeError(
+            f"{run} holds a training but no {FINGERPRINT_FILE} saying which one (it was made by "
+            f"an earlier ftutils): give this training another run_dir, or delete {run}."
+        )
+    else:
+        text = json.dumps(current, ensure_ascii=False, default=str)
+        cache.write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    return run
+
+
+def _data_fingerprint(data: Data) -> str:
+    """The key of the images and labels (ImageFiles: of its files' paths, sizes and times);
+    a Dataset's content cannot be read without running it: its element spec and length."""
+    if isinstance(data, tf.data.Dataset):
+        return f"a tf.data.Dataset of {data.element_spec}, {int(data.cardinality())} batches"
+    return cache.digest(data)
+
+
+def _read_json(path: Path, what: str):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise ResumeError(
+            f"{path} ({what}) is damaged ({exc}): delete {path.parent} to start the training "
+            "afresh, or give it another run_dir"
+        ) from None
+
+
 def _phases(run: Path) -> dict:
     """The finished phases noted in a run folder: phase -> its record rows."""
     path = run / PHASES_FILE
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    return _read_json(path, "the finished phases") if path.is_file() else {}
 
 
 def _restored(run: Path | None, phase: str, model, record: TrainingRecord, verbose: int) -> bool:
@@ -155,8 +217,16 @@ def _restored(run: Path | None, phase: str, model, record: TrainingRecord, verbo
     the weights that phase ended with and ``record`` its rows."""
     if run is None or phase not in (finished := _phases(run)):
         return False
-    with np.load(run / phase / END_WEIGHTS) as weights:
-        model.set_weights([weights[f"arr_{i}"] for i in range(len(weights.files))])
+    try:
+        with np.load(run / phase / END_WEIGHTS) as weights:
+            values = [weights[f"arr_{i}"] for i in range(len(weights.files))]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        raise ResumeError(
+            f"{run / phase / END_WEIGHTS} (the weights the {phase} phase ended with) is missing "
+            f"or damaged ({type(exc).__name__}: {exc}): delete {run} to start the training "
+            "afresh, or give it another run_dir"
+        ) from None
+    model.set_weights(values)
     record.rows.extend(finished[phase])
     if verbose:
         print(f"{phase}: finished in an earlier run; its weights and record restored from {run}")

@@ -3,7 +3,8 @@
 What a reader needs to judge a classifier fine-tuned on their own images (§2.1, §4.4): the
 test accuracy, overall and per class, the confusion matrix, the learning curves of both
 phases, the misclassified test images by file name, and how the run was made (the exact
-command, the settings, the library versions). Figures are PNG files beside the report.
+command, the settings, the library versions). Figures are PNG files beside the report; every
+file is written to a temporary name and renamed, so a kill never leaves half of one.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.metadata
 import platform
+import re
 from pathlib import Path
 
 import keras
@@ -19,7 +21,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import tensorflow as tf
 
-from ftutils import distribute, fonts, plots
+from ftutils import cache, distribute, fonts, plots
 from ftutils.data import ImageData, ImageFiles, make_dataset
 from ftutils.training import TrainingRecord
 
@@ -44,7 +46,6 @@ def write(out: Path, model: keras.Model, record: TrainingRecord, run: Run) -> fl
     ``out``; return the test accuracy. Figures are saved with matplotlib's non-interactive
     backend, never shown."""
     plt.switch_backend("agg")
-    fonts.use_cjk_font()  # Chinese class names in the figures
     test = run.parts["test"]
     probabilities = model.predict(make_dataset(test, model.input_shape[1], 64), verbose=0)
     predicted = np.argmax(probabilities, axis=-1)
@@ -77,7 +78,8 @@ def write(out: Path, model: keras.Model, record: TrainingRecord, run: Run) -> fl
         _misclassified_section(run, wrong, predicted, probabilities),
         _provenance_section(run, out),
     )
-    (out / "report.md").write_text("\n\n".join(sections) + "\n", encoding="utf-8")
+    text = "\n\n".join(sections) + "\n"
+    cache.write_atomically(out / "report.md", lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return accuracy
 
 
@@ -86,10 +88,11 @@ def _save(path: Path, plot, *args) -> None:
     ``ftutils.plots`` functions do) and save it to ``path``."""
     plot(*args)
     figure = plt.gcf()
-    figure.savefig(path, dpi=110, bbox_inches="tight")
+    cache.write_atomically(path, lambda tmp: figure.savefig(tmp, dpi=110, bbox_inches="tight"))
     plt.close(figure)
 
 
+@fonts.with_cjk_font
 def _plot_misclassified(
     test: ImageData | ImageFiles, wrong: np.ndarray, probabilities: np.ndarray, image_size: int
 ) -> None:
@@ -209,6 +212,22 @@ def _shown(file: Path, folder: Path) -> str:
     return str(file.relative_to(folder)) if file.is_relative_to(folder) else str(file)
 
 
+def ftutils_version() -> str:
+    """ftutils' installed version; from a clone that was not installed, the version in its
+    ``pyproject.toml`` and where it was imported from."""
+    try:
+        return importlib.metadata.version("ftutils")
+    except importlib.metadata.PackageNotFoundError:
+        source = Path(__file__).resolve().parent
+        try:  # tomllib is Python 3.11+; the [project] table's version line suffices
+            text = (source.parent / "pyproject.toml").read_text(encoding="utf-8")
+        except OSError:
+            text = ""
+        found = re.search(r'^version\s*=\s*"([^"]+)"', text, flags=re.MULTILINE)
+        version = found.group(1) if found else "unknown"
+        return f"{version} (not installed; imported from {source})"
+
+
 def _provenance_section(run: Run, out: Path) -> str:
     versions = {
         "python": platform.python_version(),
@@ -216,7 +235,7 @@ def _provenance_section(run: Run, out: Path) -> str:
         "keras": keras.__version__,
         "numpy": np.__version__,
         "matplotlib": matplotlib.__version__,
-        "ftutils": importlib.metadata.version("ftutils"),
+        "ftutils": ftutils_version(),
         **{key: str(value) for key, value in distribute.describe().items()},
     }
     settings = [[key, f"`{value}`"] for key, value in run.settings.items()]

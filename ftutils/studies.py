@@ -18,6 +18,7 @@ from pathlib import Path
 from types import ModuleType
 
 from .config import PROJECT_DIR
+from .errors import ResumeError
 
 #: What the committed studies ran on.
 SHARED_CPU = "a shared 2-core CPU, other jobs running: seconds are indicative only"
@@ -71,12 +72,12 @@ def record(command: str, parameters: dict, weights: str, machine_note: str = SHA
 
 
 def write_json(path: Path, content: dict) -> None:
-    """Write ``content`` to ``path`` through a temporary file, so an interrupted study never
-    leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(content, indent=1, ensure_ascii=False) + "\n")
-    temporary.replace(path)
+    """Write ``content`` to ``path`` whole or not at all (``ftutils.cache.write_atomically``),
+    so an interrupted study never leaves half a file."""
+    from .cache import write_atomically
+
+    text = json.dumps(content, indent=1, ensure_ascii=False) + "\n"
+    write_atomically(Path(path), lambda temporary: temporary.write_text(text))
 
 
 def load_script(name: str) -> ModuleType:
@@ -106,20 +107,33 @@ def summary(made: dict, source: str) -> str:
 
 class ResultsFile:
     """A study's results file, written after every run so an interrupted study keeps what it
-    finished. A file made before with the same parameters and weights is resumed: its runs
-    are kept, and :meth:`has` tells which need not run again. ``key`` names the fields of a
-    run that identify it (e.g. ``("seed",)``).
+    finished. A file made before by the same study (:data:`RESUMED_WITH`: the same
+    parameters, weights, library versions and configuration) is resumed: its runs are kept,
+    and :meth:`has` tells which need not run again. A file made otherwise is refused with a
+    ``ftutils.errors.ResumeError`` that names what differs, rather than mixing its runs with
+    this study's. ``key`` names the fields of a run that identify it (e.g. ``("seed",)``).
     """
 
     def __init__(self, path: Path, made: dict, key: tuple[str, ...] = ("seed",)):
         self.path, self.key = Path(path), key
         self.content = {"provenance": made, "runs": []}
         if self.path.is_file():
-            previous = json.loads(self.path.read_text())
+            from .cache import changes
+
+            previous = _read_results(self.path)
             as_stored = json.loads(json.dumps(made))  # tuples read back as lists
-            if all(previous["provenance"][k] == as_stored[k] for k in ("parameters", "weights")):
-                self.content["runs"] = previous["runs"]
-                made["started"] = previous["provenance"]["started"]
+            differences = changes(
+                {k: previous["provenance"].get(k) for k in RESUMED_WITH},
+                {k: as_stored[k] for k in RESUMED_WITH},
+            )
+            if differences:
+                raise ResumeError(
+                    f"{self.path} holds the runs of another study, so this one cannot resume "
+                    "it; what differs (in the file -> now):\n  " + "\n  ".join(differences)
+                    + "\nWrite this study to another file, or delete that one to start afresh."
+                )  # fmt: skip
+            self.content["runs"] = previous["runs"]
+            made["started"] = previous["provenance"]["started"]
 
     def has(self, **run) -> bool:
         """Whether the file already holds the run with these key fields."""
@@ -131,3 +145,21 @@ class ResultsFile:
         self.content["runs"].append(row)
         self.content["provenance"]["finished"] = now()
         write_json(self.path, self.content)
+
+
+#: What a study's results depend on, in :func:`record`: a results file is resumed only when
+#: they are all the same (not the machine, command line, commit or dates).
+RESUMED_WITH = ("parameters", "weights", "versions", "configuration")
+
+
+def _read_results(path: Path) -> dict:
+    try:
+        content = json.loads(path.read_text())
+        if not isinstance(content["runs"], list) or "started" not in content["provenance"]:
+            raise ValueError("no list of runs, or no start in its provenance")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ResumeError(
+            f"{path} is not a whole results file ({type(exc).__name__}: {exc}): delete it to "
+            "start the study afresh, or write it to another file"
+        ) from None
+    return content

@@ -11,14 +11,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+import zipfile
 from pathlib import Path
 
+import h5py
 import keras
 import numpy as np
 
 from ftutils import cache, distribute
 from ftutils.config import set_seed
 from ftutils.data import ImageData, ImageFiles, check_labels, make_dataset
+from ftutils.errors import ResumeError
 
 OPTIMIZERS = {
     "sgd": lambda lr: keras.optimizers.SGD(lr),
@@ -152,10 +155,12 @@ def resumable_callbacks(
 
     After every epoch ``phase_dir`` gets Keras' ``BackupAndRestore`` backup (``backup/``,
     deleted when the fit ends), that epoch's logs (``epochs.json``) and, when its validation
-    loss is the lowest so far, its weights (``best.weights.h5``, a ``ModelCheckpoint``). A fit
-    restarted after a kill continues after the last backed-up epoch, so at most the epoch
-    that was running is lost; its History (and so its :class:`TrainingRecord`) starts with
-    the logged epochs before the interruption.
+    loss is the lowest so far, its weights (``best.weights.h5``); both files are written to a
+    temporary name and renamed, so a kill never leaves half of one. A fit restarted after a
+    kill continues after the last backed-up epoch, so at most the epoch that was running is
+    lost; its History (and so its :class:`TrainingRecord`) starts with the logged epochs
+    before the interruption. A log or best-weights file found damaged then (by a full disk,
+    or a copy cut short) stops the fit with a ``ftutils.errors.ResumeError`` that names it.
 
     Early stopping after a resume behaves as if the fit had never stopped: EarlyStopping's
     state is not in Keras' backup, so it is replayed from the logged validation losses
@@ -219,7 +224,7 @@ class _LoggedHistory(keras.callbacks.History):
     def _resume(self, epoch: int | None) -> None:
         """Take the logged epochs before ``epoch`` (all of them for None) as this fit's own."""
         self.started = True
-        logged = json.loads(self.path.read_text()) if self.path.is_file() else []
+        logged = _read_log(self.path)
         self.rows = logged if epoch is None else logged[:epoch]  # a fresh fit: epoch 0, none
         for i, past in enumerate(self.rows):
             super().on_epoch_end(i, past)
@@ -227,18 +232,72 @@ class _LoggedHistory(keras.callbacks.History):
             callback.resume(self.rows)
 
 
-class _ResumedCheckpoint(keras.callbacks.ModelCheckpoint):
-    """Saves the epoch of lowest validation loss; after a resume, only one better than the
-    best epoch before the interruption."""
+class _ResumedCheckpoint(keras.callbacks.Callback):
+    """Saves the epoch of lowest validation loss, as ``ModelCheckpoint(save_best_only=True)``
+    does but to a temporary name then renamed (a kill never leaves half a file); after a
+    resume, only an epoch better than the best one before the interruption, whose file must
+    then be whole."""
 
     def __init__(self, path: Path, weights_only: bool):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        super().__init__(
-            str(path), monitor="val_loss", save_best_only=True, save_weights_only=weights_only
-        )
+        super().__init__()
+        self.path, self.weights_only, self.best = path, weights_only, None
+        self.filepath = str(path)
 
     def resume(self, past: list[dict]) -> None:
-        self.best = _best_epoch(past)[1]
+        index, self.best, _ = _best_epoch(past)
+        if index is not None:
+            _check_whole(self.path, f"epoch {index + 1}'s weights, the best before the resume")
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        loss = (logs or {}).get("val_loss")
+        if loss is not None and self.best is not None and not loss < self.best:
+            return
+        if loss is not None:
+            self.best = loss
+        save = self.model.save_weights if self.weights_only else self.model.save
+        cache.write_atomically(self.path, lambda temporary: save(str(temporary)))
+
+
+def _check_whole(path: Path, what: str) -> None:
+    """Raise a ResumeError unless ``path`` (a ``.weights.h5`` or ``.keras`` file) is there and
+    every part of it can be read."""
+    try:
+        if path.suffix == ".keras":
+            with zipfile.ZipFile(path) as archive:
+                broken = archive.testzip()
+                if broken is not None:
+                    raise ValueError(f"{broken} is damaged")
+        else:
+            with h5py.File(path, "r") as weights:
+                weights.visititems(lambda _, item: _read(item))
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        raise ResumeError(
+            f"cannot resume from {path.parent}: {path.name} ({what}) is missing or damaged "
+            f"({type(exc).__name__}: {exc}). Delete {path.parent} to train this phase again "
+            "from its start, or give the training another run folder."
+        ) from None
+
+
+def _read(item) -> None:
+    if isinstance(item, h5py.Dataset):
+        item[()]
+
+
+def _read_log(path: Path) -> list[dict]:
+    """The epochs logged in ``path`` (none when there is no file yet)."""
+    if not path.is_file():
+        return []
+    try:
+        logged = json.loads(path.read_text())
+        if not isinstance(logged, list) or not all(isinstance(row, dict) for row in logged):
+            raise ValueError("not a list of epochs' logs")
+    except ValueError as exc:
+        raise ResumeError(
+            f"cannot resume from {path.parent}: {path.name} (the logs of its epochs) is damaged "
+            f"({exc}). Delete {path.parent} to train this phase again from its start, or give "
+            "the training another run folder."
+        ) from None
+    return logged
 
 
 class _ResumedEarlyStopping(keras.callbacks.EarlyStopping):

@@ -1,10 +1,14 @@
 """``python -m ftutils``, end to end in a child process: finetune on a folder, predict, errors.
 
 The folder is generated: three classes named in Chinese, each with its own colour and
-stripes, plus a corrupt ``.jpg``, a greyscale and an RGBA image. At 32 px with a few epochs
-a run takes seconds; the test accuracy of so small a test set is not judged, only reported.
+stripes, plus a ``.jpg`` that is no image, one corrupt in its middle, a greyscale, an RGBA
+and a WebP image. At 32 px with a few epochs a run takes seconds; the test accuracy of so
+small a test set is not judged, only reported. Errors found before any work starts are
+checked in this process (``cli.main``), the others in a child process.
 """
 
+import argparse
+import importlib.metadata
 import json
 import os
 import re
@@ -14,11 +18,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import keras
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 from PIL import Image
 
-from ftutils import cli, data
+from ftutils import cli, data, run_report
+from tests.script_loader import load_script
 
 ROOT = Path(__file__).resolve().parent.parent
 CLASSES = {"猫": (200, 40, 40), "狗": (40, 170, 60), "鸟": (50, 70, 210)}  # colour of each
@@ -46,6 +52,9 @@ def _make_folder(root: Path) -> Path:
             picture = _picture(c, i, colour)
             picture.save(root / name / (f"{i:02d}.png" if i % 2 else f"{i:02d}.jpg"))
     (root / "猫" / "坏的.jpg").write_bytes(b"not a jpeg at all")
+    corrupt_in_the_middle = load_script("make_image_folder").corrupt_in_the_middle
+    corrupt_in_the_middle(_picture(0, 98, (0, 0, 0)), root / "猫" / "中间坏的.jpg")
+    _picture(1, 98, CLASSES["狗"]).save(root / "狗" / "photo.webp")
     _picture(1, 99, CLASSES["狗"]).convert("L").save(root / "狗" / "grey.png")
     _picture(2, 99, CLASSES["鸟"]).convert("RGBA").save(root / "鸟" / "rgba.png")
     return root
@@ -105,6 +114,8 @@ def test_finetune_writes_the_model_classes_and_report(run, folder):
     assert "python -m ftutils finetune" in report and "--image-size 32" in report
     assert f"| tensorflow | {__import__('tensorflow').__version__} |" in report
     assert "坏的.jpg" in report and "坏的.jpg" in result.stderr  # the skipped file is named
+    assert "中间坏的.jpg" in result.stderr  # corrupt inside: skipped, not met mid-epoch
+    assert f"狗 {PER_CLASS + 2}" in result.stdout  # its greyscale and its WebP were read
     assert "Epoch 1/3" in result.stdout  # the head's progress
     # and the extraction's: Keras' predict line (stdout is no terminal) for each set stored,
     # the training and validation images below the head and below the fine-tune's cut
@@ -136,6 +147,7 @@ def test_the_same_command_again_resumes_and_trains_nothing(run, folder):
     assert "head: finished in an earlier run" in again.stdout
     assert "fine-tune: finished in an earlier run" in again.stdout
     assert "Epoch " not in again.stdout
+    assert f"the run in {out} finished earlier" in again.stdout  # says what it resumes
     assert again.stdout.split("test accuracy: ")[1] == first.stdout.split("test accuracy: ")[1]
 
 
@@ -213,6 +225,7 @@ def test_help_explains_every_option(capsys):
     for flag, *_ in cli.FINETUNE_OPTIONS:
         assert flag in shown
     assert "resume" in shown and "BatchNormalization frozen" in shown
+    assert "per replica" in shown  # --batch-size: a step takes it on every device
 
 
 def test_unbalanced_classes_are_named_with_their_counts():
@@ -223,3 +236,162 @@ def test_unbalanced_classes_are_named_with_their_counts():
     warning = data.imbalance(classes(12, 2, 5))
     assert "6.0 times" in warning and "猫 12, 狗 2, 鸟 5" in warning
     assert data.imbalance(classes(12, 3, 5)) is None
+
+
+def _main_error(argv: Sequence, capsys) -> str:
+    """The one ``error:`` line of ``cli.main(argv)`` run in this process: status 2, no
+    traceback, nothing else on stderr but warnings about skipped files."""
+    try:
+        status = cli.main([str(arg) for arg in argv])
+    except SystemExit as exc:  # argparse's own errors
+        status = exc.code
+    stderr = capsys.readouterr().err
+    assert status == 2, stderr
+    assert "Traceback" not in stderr
+    lines = [line for line in stderr.splitlines() if not line.startswith("warning: ")]
+    assert len(lines) == 1 and lines[0].startswith("error: "), stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "named"),
+    [
+        ("--head-lr", "0", "--head-lr must be a learning rate above 0 and at most 1"),
+        ("--head-lr", "-0.01", "--head-lr must be a learning rate above 0"),
+        ("--finetune-lr", "nan", "--finetune-lr must be a learning rate above 0"),
+        ("--finetune-lr", "inf", "--finetune-lr must be a learning rate above 0"),
+        ("--image-size", "5000", "--image-size 5000 is above 512 px"),
+        ("--batch-size", "0", "--batch-size must be between 1 and 1024, got 0"),
+        ("--seed", "-1", "--seed must be between 0 and 4294967295, got -1"),
+        ("--head-epochs", "-1", "--head-epochs must be between 0 and 1000"),
+        ("--finetune-epochs", "100000", "--finetune-epochs must be between 0 and 1000"),
+        ("--patience", "-2", "--patience must be between 0 and 1000"),
+        ("--val-fraction", "nan", "--val-fraction and --test-fraction must each be above 0"),
+        ("--test-fraction", "0.9", "leave images for training"),
+        ("--head-lr", "fast", "argument --head-lr: invalid float value: 'fast'"),
+    ],
+)
+def test_a_bad_number_is_one_line_before_anything_is_written(option, value, named, tmp_path,
+                                                             capsys):  # fmt: skip
+    """Checked before the folder (here a missing one) and before --out is created."""
+    out = tmp_path / "out"
+    error = _main_error(["finetune", tmp_path / "nowhere", "--out", out, option, value], capsys)
+    assert named in error
+    assert not out.exists()
+
+
+def test_a_mistyped_folder_is_named_before_out_or_the_weights_are_touched(
+    tmp_path, capsys, monkeypatch
+):
+    looked_up = []
+    monkeypatch.setattr(cli.backbones, "imagenet_weights_path", looked_up.append)
+    out = tmp_path / "out"
+    error = _main_error(["finetune", tmp_path / "nowhere", "--out", out, *FAST], capsys)
+    assert "nowhere does not exist" in error
+    assert not out.exists() and not looked_up
+
+
+def test_a_damaged_run_json_is_one_line_saying_what_to_do(folder, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "run.json").write_text('{"settings": {"backbone": "mobi', encoding="utf-8")  # a kill
+    error = _main_error(["finetune", folder, "--out", out, *FAST], capsys)
+    assert f"{out / 'run.json'} is damaged" in error and f"delete {out} to start over" in error
+
+
+def test_another_run_in_out_is_refused_naming_what_differs(run, folder, tmp_path, capsys):
+    before = json.loads((run[0] / "run.json").read_text(encoding="utf-8"))
+    assert set(before["environment"]) >= {"strategy", "precision", "tensorflow", "keras"}
+    before["environment"]["tensorflow"] = "2.0.0"
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "run.json").write_text(json.dumps(before), encoding="utf-8")
+    error = _main_error(["finetune", folder, "--out", out, *FAST, "--image-size", "48"], capsys)
+    assert "holds a run made with --image-size 32 (now 48), tensorflow 2.0.0 (now " in error
+    assert "other images" not in error  # the same files, read at another size
+    assert f"give another --out or delete {out}" in error
+
+
+def test_a_resumed_run_says_from_which_phase_and_epoch(tmp_path):
+    args = argparse.Namespace(head_epochs=20, finetune_epochs=10)
+    out = tmp_path / "run"
+    out.mkdir()
+    assert cli._resume_line(out, args).endswith("head goes on at epoch 1 of 20")
+    (out / "head" / "backup").mkdir(parents=True)
+    (out / "head" / "backup" / "training_metadata.json").write_text('{"epoch": 3, "batch": -1}')
+    assert cli._resume_line(out, args).endswith(": head goes on after epoch 3 of 20")
+    (out / "phases.json").write_text('{"head": []}')
+    (out / "fine-tune" / "backup").mkdir(parents=True)
+    (out / "fine-tune" / "backup" / "training_metadata.json").write_text('{"epoch": 4}')
+    expected = "head finished earlier; fine-tune goes on after epoch 4 of 10"
+    assert cli._resume_line(out, args) == f"resuming the run in {out}: {expected}"
+    (out / "phases.json").write_text('{"head": [], "fine-tune": []}')
+    assert "finished earlier" in cli._resume_line(out, args)
+
+
+class _KilledWhileSaving:
+    """A model whose save is interrupted half-way through its file."""
+
+    def save(self, path):
+        Path(path).write_bytes(b"half a model")
+        raise KeyboardInterrupt
+
+
+def test_a_kill_while_saving_leaves_the_files_from_before(tmp_path, monkeypatch):
+    (tmp_path / "model.keras").write_bytes(b"the whole earlier model")
+    with pytest.raises(KeyboardInterrupt):
+        cli._save_model(tmp_path, _KilledWhileSaving(), ("猫", "狗"))
+    assert (tmp_path / "model.keras").read_bytes() == b"the whole earlier model"
+
+    def half_a_figure(figure, path, **kwargs):
+        Path(path).write_bytes(b"half a png")
+        raise KeyboardInterrupt
+
+    (tmp_path / "curves.png").write_bytes(b"the earlier figure")
+    monkeypatch.setattr(plt.Figure, "savefig", half_a_figure)
+    with pytest.raises(KeyboardInterrupt):
+        run_report._save(tmp_path / "curves.png", plt.subplots)
+    plt.close("all")
+    assert (tmp_path / "curves.png").read_bytes() == b"the earlier figure"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["curves.png", "model.keras"]
+
+
+def test_the_report_names_ftutils_version_from_an_uninstalled_clone(monkeypatch):
+    def not_installed(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", not_installed)
+    project = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    version = re.search(r'^version = "(.+)"', project, flags=re.MULTILINE).group(1)
+    assert run_report.ftutils_version().startswith(f"{version} (not installed; imported from ")
+
+
+def test_predict_refuses_files_finetune_would_not_read(run, tmp_path, capsys):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not an image")
+    error = _main_error(["predict", run[0] / "model.keras", notes], capsys)
+    assert "notes.txt: not an image file finetune reads" in error and ".webp" in error
+
+
+def test_predict_names_a_file_that_is_no_model(tmp_path, capsys):
+    fake = tmp_path / "model.keras"
+    fake.write_bytes(b"PK\x03\x04 half a zip")
+    (tmp_path / "classes.json").write_text('["猫", "狗", "鸟"]', encoding="utf-8")
+    image = tmp_path / "x.png"
+    _picture(0, 0, (9, 9, 9)).save(image)
+    error = _main_error(["predict", fake, image], capsys)
+    assert f"{fake} is not a model finetune wrote" in error
+
+
+def test_a_run_folder_that_cannot_be_resumed_is_one_line(folder, tmp_path, capsys, monkeypatch):
+    """fine_tune refuses a damaged or foreign run folder with a ResumeError: the command
+    reports it as a user error (exit 2, one line), not a traceback."""
+    from ftutils.errors import ResumeError
+
+    def refuse(args):
+        raise ResumeError(f"{args.out}/phases.json is damaged:\ndelete it to start afresh")
+
+    monkeypatch.setattr(cli, "finetune", refuse)
+    assert cli.main(["finetune", str(folder), "--out", str(tmp_path / "out")]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "phases.json is damaged: delete it" in lines[0], lines

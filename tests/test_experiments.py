@@ -19,6 +19,11 @@ class Counter:
         self.calls.append(config)
         return {"accuracy": 0.5 + config["per_class"] / 1000 + config.get("lr", 0)}
 
+    def fingerprint(self):
+        """What its results depend on (ftutils.cache.key): nothing it holds, calls only
+        records them."""
+        return None
+
 
 def test_expand_grid_is_the_full_product_with_the_last_key_fastest():
     cells = experiments.expand_grid({"method": ["a", "b"], "per_class": [5, 20, 100]})
@@ -108,3 +113,30 @@ def test_summarize_gives_spread_over_seeds():
     assert table.loc["a", "mean"] == pytest.approx(0.7)
     assert table.loc["a", "min"] == 0.6 and table.loc["a", "max"] == 0.8
     assert table.loc["b", "std"] == 0 and table["count"].tolist() == [2, 2]
+
+
+FEATURES = np.zeros(4)  # what a notebook's run function reads from its globals
+MODEL = np.zeros(2)  # state a run changes, as training a notebook's model does
+
+
+def _run_on_features(per_class):
+    MODEL[:] = 0  # reset, then "train": the result does not depend on the runs before
+    MODEL[:] += per_class
+    return {"accuracy": float(FEATURES[:per_class].sum() + MODEL.sum())}
+
+
+def test_a_sweep_reruns_when_the_data_its_run_function_reads_changes(tmp_path, monkeypatch):
+    import tests.test_experiments as module
+
+    def sweep():
+        return experiments.run_sweep(
+            "s", _run_on_features, {"per_class": [1, 2]}, cache_dir=tmp_path, verbose=False
+        )
+
+    assert not sweep()["cached"].any()
+    MODEL[:] = 0  # as a fresh notebook has it: every key was made before the first run
+    assert sweep()["cached"].all()
+    monkeypatch.setattr(module, "FEATURES", np.ones(4))  # other data, same settings
+    again = sweep()
+    assert not again["cached"].any()
+    assert again["accuracy"].tolist() == [3.0, 6.0]

@@ -4,8 +4,9 @@ import warnings
 
 import matplotlib as mpl
 import matplotlib.pyplot as plt
+import numpy as np
 
-from ftutils import fonts
+from ftutils import data, fonts, plots
 
 #: In Matplotlib's missing-glyph warning: "... missing from font(s) X" since 3.9, "... missing
 #: from current font" in 3.8 (the oldest requirements.txt allows: make test-min)
@@ -37,3 +38,38 @@ def test_without_the_cjk_font_the_same_figure_warns():
             fig.canvas.draw()
             plt.close(fig)
     assert any(MISSING_GLYPH in str(w.message) for w in caught)
+
+
+def _drawn_with_warnings(draw) -> list[str]:
+    """The warnings while ``draw()`` makes a figure and the figure is rendered."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        draw()
+        figure = plt.gcf()
+        figure.canvas.draw()
+        plt.close(figure)
+    return [str(w.message) for w in caught]
+
+
+def test_plots_select_the_cjk_font_themselves_without_setup():
+    """No ``setup()``, matplotlib's defaults: the class names still render, and the caller's
+    settings are left as they were."""
+    names = ("猫", "狗", "鸟")
+    labels = np.array([0, 1, 2, 2])
+    shown = data.ImageData(np.zeros((4, 8, 8, 3), "uint8"), labels, names)
+    with mpl.rc_context({"font.family": ["DejaVu Sans"]}):
+        messages = _drawn_with_warnings(
+            lambda: plots.plot_confusion_matrix(labels, labels[::-1], names, "混淆矩阵")
+        )
+        messages += _drawn_with_warnings(lambda: plots.plot_samples(shown, 1, "样本"))
+        assert mpl.rcParams["font.family"] == ["DejaVu Sans"]
+    missing = [message for message in messages if MISSING_GLYPH in message]
+    assert not missing, missing
+
+
+def test_use_cjk_font_is_idempotent():
+    with mpl.rc_context():
+        fonts.use_cjk_font()
+        once = list(mpl.rcParams["font.family"])
+        fonts.use_cjk_font()
+        assert list(mpl.rcParams["font.family"]) == once

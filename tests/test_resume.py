@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from ftutils import config, data, models, recipe, training
+from ftutils.errors import ResumeError
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZE = 32
@@ -230,3 +231,77 @@ def test_record_of_a_resumed_fit_that_validates_every_other_epoch():
     val_loss = record.series("val_loss")
     assert [np.isnan(v) for v in val_loss] == [False, True, False, True]
     np.testing.assert_array_equal(val_loss[[0, 2]], history.history["val_loss"])
+
+
+def _interrupted_fit(run_dir, losses, stop_at):
+    """Epochs before ``stop_at`` of a fit with the resumable callbacks, then a KeyboardInterrupt."""
+    x, y = _arrays()
+    scripted = _Scripted(losses, stop_at=stop_at)
+    with pytest.raises(KeyboardInterrupt):
+        _dense(0).fit(x, y, validation_data=(x, y), epochs=len(losses), verbose=0,
+                      callbacks=[scripted, *training.callbacks(3, run_dir=run_dir)])  # fmt: skip
+    return scripted
+
+
+def test_a_kill_while_the_best_weights_are_written_leaves_the_previous_file_whole(
+    tmp_path, monkeypatch
+):
+    x, y = _arrays()
+    model = _dense(0)
+    scripted = _Scripted([1.0, 0.5])
+    save_weights = type(model).save_weights
+
+    def killed_while_saving(self, filepath, *args, **kwargs):
+        if scripted.weights.get(1) is None:  # epoch 1: saved whole
+            return save_weights(self, filepath, *args, **kwargs)
+        Path(filepath).write_bytes(b"\x89HDF\r\n")  # the first bytes, then the kill
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(type(model), "save_weights", killed_while_saving)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, y, validation_data=(x, y), epochs=2, verbose=0,
+                  callbacks=[scripted, *training.callbacks(run_dir=tmp_path)])  # fmt: skip
+    monkeypatch.undo()
+    epoch_1 = _dense(1)
+    epoch_1.load_weights(tmp_path / "train" / training.BEST_WEIGHTS)
+    for kept, saved in zip(epoch_1.get_weights(), scripted.weights[0], strict=True):
+        np.testing.assert_array_equal(kept, saved)
+    assert [p.name for p in (tmp_path / "train").iterdir() if p.name.startswith(".tmp")] == []
+
+
+def test_a_resume_that_finds_the_best_weights_damaged_names_the_file(tmp_path):
+    _interrupted_fit(tmp_path, [1.0, 0.5, 0.8, 0.9, 0.95], stop_at=3)
+    best = tmp_path / "train" / training.BEST_WEIGHTS
+    best.write_bytes(best.read_bytes()[: best.stat().st_size // 2])  # a copy cut short
+    x, y = _arrays()
+    with pytest.raises(ResumeError, match=r"best\.weights\.h5 \(epoch 2's weights.*Delete"):
+        _dense(1).fit(x, y, validation_data=(x, y), epochs=5, verbose=0,
+                      callbacks=training.callbacks(3, run_dir=tmp_path))  # fmt: skip
+
+
+def test_a_resume_that_finds_the_epochs_log_damaged_names_the_file(tmp_path):
+    _interrupted_fit(tmp_path, [1.0, 0.5, 0.8, 0.9, 0.95], stop_at=3)
+    log = tmp_path / "train" / training.EPOCH_LOG
+    log.write_text(log.read_text()[:20])
+    x, y = _arrays()
+    with pytest.raises(ResumeError, match=r"epochs\.json \(the logs of its epochs\) is damaged"):
+        _dense(1).fit(x, y, validation_data=(x, y), epochs=5, verbose=0,
+                      callbacks=training.callbacks(3, run_dir=tmp_path))  # fmt: skip
+
+
+def test_a_whole_model_checkpoint_is_written_whole_and_checked_at_a_resume(tmp_path):
+    checkpoint = tmp_path / "best.keras"
+    x, y = _arrays()
+    losses = [1.0, 0.5, 0.8, 0.9, 0.95]
+    scripted = _Scripted(losses, stop_at=3)
+    resumable = training.callbacks(3, checkpoint, tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        _dense(0).fit(x, y, validation_data=(x, y), epochs=5, verbose=0,
+                      callbacks=[scripted, *resumable])  # fmt: skip
+    saved = keras.saving.load_model(checkpoint)
+    for kept, best in zip(saved.get_weights(), scripted.weights[1], strict=True):
+        np.testing.assert_array_equal(kept, best)
+    checkpoint.write_bytes(checkpoint.read_bytes()[:200])
+    with pytest.raises(ResumeError, match=r"best\.keras \(epoch 2's weights"):
+        _dense(1).fit(x, y, validation_data=(x, y), epochs=5, verbose=0,
+                      callbacks=training.callbacks(3, checkpoint, tmp_path))  # fmt: skip

@@ -1,11 +1,13 @@
 """ftutils.studies: the record committed beside a study's results, written whole or not at all."""
 
 import json
+import os
 import subprocess
 
 import pytest
 
 from ftutils import studies
+from ftutils.errors import ResumeError
 
 
 def test_record_names_command_parameters_versions_machine_and_weights():
@@ -26,13 +28,15 @@ def test_write_json_replaces_the_file_whole(tmp_path, monkeypatch):
     studies.write_json(out, {"runs": [1], "名字": "猫"})
     assert json.loads(out.read_text()) == {"runs": [1], "名字": "猫"}
 
-    def interrupted(self, target):
+    def interrupted(source, target):
         raise KeyboardInterrupt  # the study killed between writing and renaming
 
-    monkeypatch.setattr(type(out), "replace", interrupted)
+    monkeypatch.setattr(os, "replace", interrupted)
     with pytest.raises(KeyboardInterrupt):
         studies.write_json(out, {"runs": [1, 2]})
+    monkeypatch.undo()
     assert json.loads(out.read_text()) == {"runs": [1], "名字": "猫"}  # the last whole file
+    assert [p.name for p in out.parent.iterdir()] == ["study.json"]  # and no leftover
 
 
 def test_load_script_gives_the_study_as_a_module():
@@ -53,7 +57,35 @@ def test_a_results_file_is_written_per_run_and_resumed_only_for_the_same_study(t
     assert resumed.has(seed=0) and not resumed.has(seed=1)
     assert again["started"] == made["started"]  # the study's start, not the resumption's
     other = studies.record("python scripts/x.py", {"seeds": [0, 1]}, "random weights")
-    assert not studies.ResultsFile(out, other).has(seed=0)  # other weights: start afresh
+    with pytest.raises(ResumeError, match="weights: ImageNet weights -> random weights"):
+        studies.ResultsFile(out, other)  # other weights: refused, the file is kept
+    assert json.loads(out.read_text())["runs"] == [{"seed": 0, "accuracy": 0.5}]
+
+
+def test_a_results_file_made_with_other_library_versions_is_refused(tmp_path, monkeypatch):
+    out = tmp_path / "study.json"
+    made = studies.record("python scripts/x.py", {"seeds": [0, 1]}, "ImageNet weights")
+    studies.ResultsFile(out, made).save({"seed": 0, "accuracy": 0.5})
+    import keras
+
+    monkeypatch.setattr(keras, "__version__", "9.9.9")
+    upgraded = studies.record("python scripts/x.py", {"seeds": [0, 1]}, "ImageNet weights")
+    named = r"(?s)versions\.keras: 3.* -> 9\.9\.9\nWrite .* another file, or delete"
+    with pytest.raises(ResumeError, match=named):
+        studies.ResultsFile(out, upgraded)
+    monkeypatch.undo()
+    monkeypatch.setattr(studies, "now", lambda: "2000-01-01T00:00:00+00:00")
+    moved = studies.record("python x.py --other-flag", {"seeds": [0, 1]}, "ImageNet weights",
+                           machine_note="another machine")  # fmt: skip
+    assert studies.ResultsFile(out, moved).has(seed=0)  # command, machine, dates: resumed
+
+
+def test_a_damaged_results_file_is_named_not_a_traceback(tmp_path):
+    out = tmp_path / "study.json"
+    out.write_text('{"provenance": {"started": "x"}, "runs": [{"seed"')
+    made = studies.record("python scripts/x.py", {}, "ImageNet weights")
+    with pytest.raises(ResumeError, match="study.json is not a whole results file"):
+        studies.ResultsFile(out, made)
 
 
 def test_summary_says_where_the_results_come_from_and_how_they_were_made():
