@@ -70,13 +70,52 @@ test-distributed: $(VENV)/.installed
 			"so bfloat16 is emulated (docs/traps.md)."; \
 	fi
 
-# Notebook 01 on a generated image folder (Chinese class names, a greyscale, an RGBA and a
-# corrupt file): the path a reader's own photos take. Verdicts print, they do not fail it.
+# Every notebook that takes DATASET, on generated folders with Chinese class names: the path a
+# reader's own photos take. The large folder is streamed from disk (FTUTILS_STREAM_THRESHOLD is
+# below its size), the small one (with a greyscale, an RGBA and a corrupt file) is loaded into
+# memory; both run with the same small parameters (FOLDER_PARAMS: PREFIX:NAME sets NAME in the
+# notebooks whose file name starts with PREFIX) and one cache emptied first, so a sweep whose
+# key missed the data would show the large folder's rows as "(cached)" in the small folder's
+# run. Then each notebook at its defaults on the small folder, which must stop with an error
+# naming the parameters to lower. scripts/check_folder_runs.py checks both. Verdicts print,
+# they do not fail it.
 OWN_IMAGES := build/own_images
+FOLDER_RUNS := build/folder
+FOLDER_NOTEBOOKS := $(addprefix notebooks/,01_introduction.ipynb 02_1_datasets.ipynb \
+	03_1_loss_functions.ipynb 03_2_gradient_descent.ipynb 03_3_momentum.ipynb 03_4_dropout.ipynb \
+	04_4_finetuning_workflow.ipynb 04_5_small_sample_learning.ipynb)
+FOLDER_PARAMS := -p IMAGE_SIZE 32 \
+	-p 01_:IMAGES_PER_CLASS 20 -p 01_:TEST_PER_CLASS 8 -p 01_:HEAD_EPOCHS 5 \
+	-p 01_:FINETUNE_EPOCHS 3 -p 01_:ENSEMBLE_BACKBONES '("mobilenet_v2",)' -p 01_:ENSEMBLE_HEADS 1 \
+	-p 02_1_:SAMPLE_SIZE 30 -p 02_1_:SAMPLE_DRAWS 200 -p 02_1_:LEAK_TRAIN_PER_CLASS 20 \
+	-p 02_1_:LEAK_VAL_PER_CLASS 3 \
+	-p 03_1_:IMAGES_PER_CLASS 20 -p 03_1_:VAL_PER_CLASS 5 -p 03_1_:TEST_PER_CLASS 8 \
+	-p 03_1_:EPOCHS 10 -p 03_1_:BATCH_SIZE 16 \
+	-p 03_2_:IMAGES_PER_CLASS 20 -p 03_2_:VAL_PER_CLASS 5 -p 03_2_:MAX_STEPS 300 \
+	-p 03_2_:BATCH_EPOCHS 2 \
+	-p 03_3_:IMAGES_PER_CLASS 20 -p 03_3_:VAL_PER_CLASS 5 \
+	-p 03_4_:IMAGES_PER_CLASS 20 -p 03_4_:VAL_PER_CLASS 2 -p 03_4_:TEST_PER_CLASS 8 \
+	-p 03_4_:SEEDS '[0,1]' -p 03_4_:HIDDEN 64 -p 03_4_:STEPS 60 -p 03_4_:LONG_STEPS 120 \
+	-p 03_4_:CHECK_EVERY 30 -p 03_4_:PROBE_EPOCHS 3 \
+	-p 04_4_:TRAIN_PER_CLASS 10 -p 04_4_:VAL_PER_CLASS 3 -p 04_4_:TEST_PER_CLASS 8 \
+	-p 04_4_:HEAD_EPOCHS 3 -p 04_4_:FINETUNE_EPOCHS 3 \
+	-p 04_5_:SHOTS '[1,5,10]' -p 04_5_:VAL_PER_CLASS 3 \
+	-p 04_5_:TEST_PER_CLASS 8 -p 04_5_:N_UNLABELLED 40 -p 04_5_:HEAD_STEPS 30 \
+	-p 04_5_:FINETUNE_STEPS 10 -p 04_5_:PSEUDO_SHOTS '[1,10]' -p 04_5_:PSEUDO_ROUNDS 2 \
+	-p 04_5_:PSEUDO_PER_CLASS 5 -p 04_5_:CONVERGE_SHOTS '[1,5,10]' -p 04_5_:CONVERGE_PATIENCE 20 \
+	-p 04_5_:CONVERGE_MAX_STEPS 100
+RUN_ON_FOLDER = FTUTILS_CACHE=$(abspath $(FOLDER_RUNS))/cache $(PY) scripts/run_book.py \
+	--jobs $(JOBS) --out $(FOLDER_RUNS)/$(1) -p DATASET $(abspath $(OWN_IMAGES))/$(2)
 test-folder: $(VENV)/.installed
-	rm -rf $(OWN_IMAGES) && $(PY) scripts/make_image_folder.py $(OWN_IMAGES) --awkward
-	$(PY) scripts/run_book.py --out build/folder -p DATASET $(abspath $(OWN_IMAGES)) \
-		-p IMAGE_SIZE 32 -p IMAGES_PER_CLASS 30 -p TEST_PER_CLASS 8 notebooks/01_introduction.ipynb
+	rm -rf $(OWN_IMAGES) $(FOLDER_RUNS)
+	$(PY) scripts/make_image_folder.py $(OWN_IMAGES)/large --per-class 80
+	$(PY) scripts/make_image_folder.py $(OWN_IMAGES)/small --per-class 40 --awkward
+	FTUTILS_STREAM_THRESHOLD=200 $(call RUN_ON_FOLDER,large,large) $(FOLDER_PARAMS) \
+		$(FOLDER_NOTEBOOKS)
+	$(call RUN_ON_FOLDER,small,small) $(FOLDER_PARAMS) $(FOLDER_NOTEBOOKS)
+	-$(call RUN_ON_FOLDER,defaults,small) $(FOLDER_NOTEBOOKS)
+	$(PY) scripts/check_folder_runs.py --ran $(FOLDER_RUNS)/large $(FOLDER_RUNS)/small \
+		--too-small $(FOLDER_RUNS)/defaults
 
 # The rendered book: the committed notebooks as a static site with a table of contents,
 # previous/next links, the errata page and the glossary (build/book/index.html). Its

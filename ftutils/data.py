@@ -138,6 +138,13 @@ class ImageFiles(_Labelled):
 Images = ImageData | ImageFiles
 
 
+def in_memory(data: Images, image_size: int) -> ImageData:
+    """``data`` as an :class:`ImageData`: returned as it is when it already is one, else its
+    files decoded at ``image_size`` (:meth:`ImageFiles.load`), for code that reads pixels
+    (``images``, :func:`image_hashes`, a grid of samples) on a subset of a streamed folder."""
+    return data if isinstance(data, ImageData) else data.load(image_size)
+
+
 def load_fashion_mnist(classes: list[int] | None = None) -> tuple[ImageData, ImageData]:
     """Fashion-MNIST (train 60,000, test 10,000; 28x28 grey) through ``keras.datasets``.
 

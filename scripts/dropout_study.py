@@ -68,7 +68,7 @@ def plan(params: dict, seeds: list[int] | None = None) -> list[tuple[str, float,
 
 
 def to_pixels(d):
-    """The 784 pixels of every image, scaled to [0, 1]."""
+    """Every image's pixels (Fashion-MNIST's 784), flattened and scaled to [0, 1]."""
     return (d.images.reshape(len(d), -1) / 255).astype("float32")
 
 
@@ -96,7 +96,9 @@ class Study:
         )
         self.inputs_of = {
             "features": self.features,
-            "pixels": (to_pixels(train), to_pixels(val), to_pixels(test)),
+            "pixels": tuple(  # a folder streamed from disk is read into memory
+                to_pixels(data.in_memory(d, p["image_size"])) for d in (train, val, test)
+            ),
         }
         weights = backbones.imagenet_weights_path(p["backbone"]).name
         self.weights_description = (

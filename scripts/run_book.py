@@ -4,12 +4,15 @@
     python scripts/run_book.py --jobs 2 notebooks/*.ipynb   # two notebooks at a time
     python scripts/run_book.py --inplace notebooks/01_*.ipynb  # refresh committed outputs
     python scripts/run_book.py -p DATASET '"path/to/photos"' -p IMAGE_SIZE 160 notebooks/01_*.ipynb
+    python scripts/run_book.py -p IMAGE_SIZE 32 -p 04_5_:SHOTS '[1, 5]' notebooks/0[34]_*.ipynb
 
 Without --inplace the committed notebooks are left untouched. ``-p NAME VALUE`` overrides a
 parameter (VALUE is read as a Python literal, else taken as a string): as papermill does, a
 cell tagged ``injected-parameters`` with the assignments goes right after the cell tagged
 ``parameters``, so the notebook runs with the defaults first replaced. Committed notebooks
-carry the default run only, so ``-p`` cannot be combined with ``--inplace``. Exits non-zero when any
+carry the default run only, so ``-p`` cannot be combined with ``--inplace``. ``-p PREFIX:NAME
+VALUE`` sets NAME only in the notebooks whose file name starts with PREFIX, so one command can
+give each notebook its own values. Exits non-zero when any
 notebook fails, naming the failing cell. Each notebook's line ends with how many of its
 verdicts were confirmed; with FTUTILS_STRICT_VERDICTS=1 a verdict that does not hold fails
 its notebook, otherwise it is printed as NOT CONFIRMED and the run goes on. In a terminal a
@@ -56,6 +59,17 @@ def parameter_value(text: str):
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):
         return text
+
+
+def parameters_for(parameters: dict, notebook: str) -> dict:
+    """The ``-p`` values for the notebook file ``notebook``: every unqualified ``NAME``, and
+    ``PREFIX:NAME`` when ``notebook`` starts with PREFIX (these win)."""
+    chosen = {key: value for key, value in parameters.items() if ":" not in key}
+    for key, value in parameters.items():
+        prefix, _, name = key.rpartition(":")
+        if prefix and notebook.startswith(prefix):
+            chosen[name] = value
+    return chosen
 
 
 def inject_parameters(nb: nbformat.NotebookNode, parameters: dict, name: str) -> None:
@@ -111,6 +125,7 @@ def execute(
     for cell in nb.cells:  # a failed run must not show, or count, the committed outputs below it
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
+    parameters = parameters_for(parameters or {}, path.name)
     if parameters:
         inject_parameters(nb, parameters, path.name)
     client = NotebookClient(
@@ -176,6 +191,10 @@ def main() -> int:
     parameters = {name: parameter_value(value) for name, value in args.parameter}
     if parameters and args.inplace:
         parser.error("-p runs a variant: committed notebooks keep their default run (no --inplace)")
+    prefixes = {name.rpartition(":")[0] for name in parameters} - {""}
+    unmatched = sorted(p for p in prefixes if not any(n.name.startswith(p) for n in args.notebooks))
+    if unmatched:
+        parser.error(f"no notebook's file name starts with {', '.join(unmatched)} (-p PREFIX:NAME)")
     out_dir = None if args.inplace else args.out
     log_dir = args.out / "logs"
     start = time.perf_counter()

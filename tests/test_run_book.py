@@ -78,3 +78,17 @@ def test_progress_counts_the_code_cells_done_and_is_cleared_at_the_end(tmp_path)
     assert progress == {}  # a finished notebook leaves the status line
     line = run_book.progress_line({"a.ipynb": (3, 10), "b.ipynb": (0, 4)}, 12.4)
     assert line == "[   12 s] running a.ipynb cell 3/10, b.ipynb cell 0/4"
+
+
+def test_a_prefixed_parameter_is_set_only_in_the_notebooks_it_names(tmp_path):
+    run_book = load_script("run_book")
+    given = {"SIZE": 32, "04_5_:SIZE": 64, "04_5_:SHOTS": [1, 5], "01_:DATASET": "x"}
+    assert run_book.parameters_for(given, "04_5_small.ipynb") == {"SIZE": 64, "SHOTS": [1, 5]}
+    assert run_book.parameters_for(given, "04_4_workflow.ipynb") == {"SIZE": 32}
+    assert run_book.parameters_for({}, "01_intro.ipynb") == {}
+    path = _notebook(tmp_path / "toy.ipynb")
+    command = [sys.executable, str(SCRIPTS / "run_book.py"), "--out", str(tmp_path / "out")]
+    refused = subprocess.run(
+        [*command, "-p", "tyo:SIZE", "32", str(path)], capture_output=True, text=True
+    )
+    assert refused.returncode == 2 and "starts with tyo" in refused.stderr
