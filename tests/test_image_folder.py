@@ -81,13 +81,7 @@ def _corrupt_inside(path):
     """A JPEG that starts and ends as a JPEG should, with a second start-of-image marker in
     the middle of its compressed data: no decoder gets through it."""
     noise = np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype="uint8")
-    Image.fromarray(noise).save(path, quality=95)
-    whole = bytearray(path.read_bytes())
-    scan = whole.index(b"\xff\xda")  # the compressed pixels follow this header
-    start = scan + 2 + int.from_bytes(whole[scan + 2 : scan + 4], "big")
-    middle = (start + len(whole)) // 2
-    whole[middle : middle + 2] = b"\xff\xd8"
-    path.write_bytes(bytes(whole))
+    load_script("make_image_folder").corrupt_in_the_middle(Image.fromarray(noise), path)
     return path
 
 

@@ -3,21 +3,16 @@
 import json
 
 import keras
-import numpy as np
 import pytest
 
 from ftutils import cache, config, frozen, recipe
-from ftutils.data import ImageData
 from ftutils.errors import ResumeError
+from tests.test_recipe import SIZE
+from tests.test_recipe import _toy as toy_images
 
-SIZE = 32
 
-
-def _toy(n=12, seed=0):
-    rng = np.random.default_rng(seed)
-    labels = np.arange(n) % 3
-    images = rng.integers(0, 60, (n, SIZE, SIZE, 3)) + 80 * labels[:, None, None, None]
-    return ImageData(images.astype("uint8"), labels, ("a", "b", "c"))
+def _toy(seed=0):
+    return toy_images(n=12, seed=seed)
 
 
 def _classifier(dropout=0.2):
