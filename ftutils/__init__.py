@@ -74,6 +74,7 @@ _import_tensorflow_quietly()
 check_versions()
 
 from ftutils.config import setup  # noqa: E402
+from ftutils.distribute import using  # noqa: E402
 from ftutils.errors import (  # noqa: E402
     BackboneError,
     DataError,
@@ -83,6 +84,7 @@ from ftutils.errors import (  # noqa: E402
 
 __all__ = [
     "setup",
+    "using",
     "check_versions",
     "BackboneError",
     "DataError",

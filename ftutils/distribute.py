@@ -16,8 +16,9 @@ else from the environment, so CI and a reader's shell can switch them without ed
                           GPU kernels cost speed and some ops have none); ``1`` or ``0``
 ========================  ==============================================================
 
-Only :func:`configure` changes the process: a library call reads the strategy, the policy
-and determinism (:func:`settings`), and without ``setup()`` those are the caller's own.
+Only :func:`configure` and the block :func:`using` change the process: a library call reads
+the strategy, the policy and determinism (:func:`settings`), and without ``setup()`` those are
+the caller's own.
 Models are built inside the chosen strategy's scope (``ftutils.models``), and every model
 derived from one (a head, the upper part of a cut classifier) and every compile happens
 under the strategy of the model it belongs to (:func:`scope_of`): a Keras 3 optimizer
@@ -175,32 +176,85 @@ def configure(
             f"(or start a new process) to use {strategy!r}"
         )
     keras.mixed_precision.set_global_policy(precision)
-    if determinism:
-        tf.config.experimental.enable_op_determinism()
-    else:
-        from tensorflow.python.framework import config as tf_config  # no public switch-off
-
-        tf_config.disable_op_determinism()
+    _set_op_determinism(determinism)
     _configured["settings"] = Settings(strategy, precision, determinism)
     return _configured["settings"]
 
 
 def settings() -> Settings:
-    """What ftutils builds under: the choice :func:`configure` made, else the process's own.
+    """What ftutils builds under, read from the process and never changed by reading it.
 
-    Before any :func:`configure` (a script that never calls ``ftutils.setup()``), this reads
-    the caller's state and changes nothing: TensorFlow's default strategy, the global
-    precision policy, op determinism as it is. A library call never sets them.
+    The strategy :func:`configure` chose (``"default"`` before any: a script that never calls
+    ``ftutils.setup()`` gets TensorFlow's default strategy), and the precision policy and op
+    determinism as they are now, whether ``setup()``, :func:`using` or the caller set them.
     """
-    if "settings" in _configured:
-        return _configured["settings"]
-    return Settings("default", keras.mixed_precision.global_policy().name, _op_determinism())
+    configured = _configured.get("settings")
+    return Settings(
+        configured.strategy if configured else "default",
+        keras.mixed_precision.global_policy().name,
+        _op_determinism(),
+    )
 
 
 def _op_determinism() -> bool:
     from tensorflow.python.framework import config as tf_config  # no public getter
 
     return bool(tf_config.is_op_determinism_enabled())
+
+
+def _set_op_determinism(enabled: bool) -> None:
+    if enabled:
+        tf.config.experimental.enable_op_determinism()
+    else:
+        from tensorflow.python.framework import config as tf_config  # no public switch-off
+
+        tf_config.disable_op_determinism()
+
+
+@contextlib.contextmanager
+def using(
+    *,
+    precision: str | None = None,
+    deterministic: bool | None = None,
+    seed: int | None = None,
+    strategy: tf.distribute.Strategy | None = None,
+):
+    """Run the block with this precision policy, op determinism, seeds and strategy; then
+    put back what the caller had.
+
+    The explicit alternative to ``ftutils.setup()`` for a program that owns its process
+    state: ftutils calls inside the block build and train under these settings (they read
+    the live state, :func:`settings`), and after it the global policy, determinism and every
+    random generator are as they were (seeds: ``ftutils.config.seeded``). Arguments left
+    ``None`` are not touched. ``strategy`` is a ``tf.distribute.Strategy`` the caller made;
+    its scope is entered for the block.
+    """
+    from ftutils import config
+
+    if precision is not None and precision not in PRECISIONS:
+        raise DistributionError(
+            f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}"
+        )
+    if strategy is not None and not isinstance(strategy, tf.distribute.Strategy):
+        raise DistributionError(
+            f"strategy must be a tf.distribute.Strategy (e.g. tf.distribute.MirroredStrategy()), "
+            f"got {type(strategy).__name__}; to choose one by name, use ftutils.setup(strategy=...)"
+        )
+    policy, determinism = keras.mixed_precision.global_policy(), _op_determinism()
+    with contextlib.ExitStack() as stack:
+        if seed is not None:
+            stack.enter_context(config.seeded(seed))
+        if strategy is not None:
+            stack.enter_context(strategy.scope())
+        try:
+            if precision is not None:
+                keras.mixed_precision.set_global_policy(precision)
+            if deterministic is not None:
+                _set_op_determinism(deterministic)
+            yield settings()
+        finally:
+            keras.mixed_precision.set_global_policy(policy)
+            _set_op_determinism(determinism)
 
 
 def strategy() -> tf.distribute.Strategy:
@@ -346,7 +400,7 @@ def require_single_device(variables, caller: str) -> None:
 
 def describe() -> dict:
     """Strategy, replicas, precision, determinism and worker, for ``setup()``'s summary."""
-    chosen = strategy()
+    chosen = current()
     return {
         "strategy": f"{type(chosen).__name__} ({settings().strategy})",
         "replicas": int(chosen.num_replicas_in_sync),

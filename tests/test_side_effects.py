@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from ftutils import config, frozen, recipe
+from ftutils import using as ftutils_using
 from tests.test_recipe import SIZE, _toy
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,3 +84,44 @@ def test_the_feature_ensemble_does_not_reseed_its_caller(tmp_path, monkeypatch):
         recipe.feature_ensemble(train, val, image_size=SIZE, heads=1, epochs=1)
         after.append(_draws())
     assert all(a != b for a, b in zip(*after, strict=True)), after
+
+
+def test_using_sets_precision_determinism_and_seeds_for_its_block_only():
+    from tensorflow.python.framework import config as tf_config
+
+    from ftutils import distribute, models
+
+    policy, determinism = keras.mixed_precision.global_policy().name, distribute._op_determinism()
+    other_policy = "mixed_bfloat16" if policy != "mixed_bfloat16" else "float32"
+    config.set_seed(3)
+    expected = _draws()
+    config.set_seed(3)
+    with ftutils_using(precision=other_policy, deterministic=not determinism, seed=7) as chosen:
+        assert chosen.precision == other_policy and chosen.deterministic == (not determinism)
+        assert distribute.settings() == chosen
+        inside = _draws()
+        head = models.build_head(8, 3)
+        assert head.layers[0].dtype_policy.name == other_policy  # built under the block's policy
+    assert keras.mixed_precision.global_policy().name == policy
+    assert bool(tf_config.is_op_determinism_enabled()) == determinism
+    assert _draws() == expected  # the caller's generators were not moved by the block
+    config.set_seed(7)
+    assert _draws() == inside
+
+
+def test_using_enters_the_callers_strategy_and_refuses_a_name():
+    import pytest
+
+    from ftutils import distribute
+    from ftutils.errors import DistributionError
+
+    one_device = tf.distribute.OneDeviceStrategy("/cpu:0")
+    with ftutils_using(strategy=one_device):
+        assert distribute.current() is one_device
+    assert distribute.current() is not one_device
+    with pytest.raises(DistributionError, match="tf.distribute.Strategy"):
+        with ftutils_using(strategy="mirrored:2"):
+            pass
+    with pytest.raises(DistributionError, match="unknown precision"):
+        with ftutils_using(precision="float16"):
+            pass
