@@ -29,6 +29,7 @@ are per replica; the global batch is that times :func:`replicas` (:func:`global_
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import functools
 import inspect
@@ -348,42 +349,40 @@ def is_chief() -> bool:
 
 
 def _chief_writes(fit):
-    """``fit`` that, on a worker other than the chief, lets its file-writing callbacks write
-    only into a temporary folder."""
+    """``fit`` that, on a worker other than the chief, gives it copies of its file-writing
+    callbacks that write only into a temporary folder (the caller's callbacks are untouched)."""
     signature = inspect.signature(fit)
 
     @functools.wraps(fit)
     def fit_on_this_worker(*args, **kwargs):
         if is_chief():
             return fit(*args, **kwargs)
-        arguments = signature.bind(*args, **kwargs).arguments
-        given = arguments.get("callbacks") or []
+        bound = signature.bind(*args, **kwargs)
+        given = bound.arguments.get("callbacks") or []
         listed = given.callbacks if isinstance(given, keras.callbacks.CallbackList) else given
         with tempfile.TemporaryDirectory(prefix="ftutils-worker-") as folder:
-            restore = [_write_into(c, Path(folder) / str(i)) for i, c in enumerate(listed)]
-            try:
-                return fit(*args, **kwargs)
-            finally:
-                for undo in restore:
-                    undo()
+            bound.arguments["callbacks"] = [
+                _writing_into(c, Path(folder) / str(i)) for i, c in enumerate(listed)
+            ]
+            return fit(*bound.args, **bound.kwargs)
 
     return fit_on_this_worker
 
 
-def _write_into(callback: keras.callbacks.Callback, folder: Path):
-    """Point ``callback``'s files into ``folder``; return what points them back."""
+def _writing_into(callback: keras.callbacks.Callback, folder: Path) -> keras.callbacks.Callback:
+    """``callback``, or a copy of it that writes its files into ``folder``."""
     if isinstance(callback, keras.callbacks.BackupAndRestore):
-        chief = callback.backup_dir
+        if os.path.isdir(callback.backup_dir):  # resume from the state the chief backed up
+            shutil.copytree(callback.backup_dir, folder)
         settings = (callback.save_freq, callback.double_checkpoint, callback.delete_checkpoint)
-        if os.path.isdir(chief):  # resume from the state the chief backed up
-            shutil.copytree(chief, folder)
-        keras.callbacks.BackupAndRestore.__init__(callback, str(folder), *settings)
-        return lambda: keras.callbacks.BackupAndRestore.__init__(callback, chief, *settings)
+        elsewhere = copy.copy(callback)  # keeps a subclass's own behaviour (training._Backup)
+        keras.callbacks.BackupAndRestore.__init__(elsewhere, str(folder), *settings)  # its paths
+        return elsewhere
     if isinstance(callback, keras.callbacks.ModelCheckpoint):
-        chief = callback.filepath
-        callback.filepath = str(folder / os.path.basename(chief))
-        return lambda: setattr(callback, "filepath", chief)
-    return lambda: None
+        elsewhere = copy.copy(callback)
+        elsewhere.filepath = str(folder / os.path.basename(callback.filepath))
+        return elsewhere
+    return callback
 
 
 def require_single_device(variables, caller: str) -> None:

@@ -278,9 +278,14 @@ def test_other_workers_checkpoint_into_a_temporary_folder(tmp_path, second_worke
     before = _files(tmp_path)
 
     callbacks = training.resumable_callbacks(phase, patience=2)
-    history = distribute._chief_writes(model.fit)(
-        x, y, validation_data=(x, y), epochs=4, callbacks=callbacks, verbose=0
+    seen = []  # where the caller's own backup callback points while the fit runs
+    watch = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda *_: seen.append(callbacks[-1].backup_dir)
     )
+    history = distribute._chief_writes(model.fit)(
+        x, y, validation_data=(x, y), epochs=4, callbacks=[*callbacks, watch], verbose=0
+    )
+    assert seen == [str(chief_backup)] * 2  # a copy was redirected, never the caller's object
     assert history.epoch == [2, 3]  # resumed from the chief's backup of epoch 2
     assert _files(tmp_path) == before  # no checkpoint written, the backup left in place
-    assert callbacks[-1].backup_dir == str(chief_backup)  # the callbacks point back
+    assert callbacks[-1].backup_dir == str(chief_backup)
