@@ -9,7 +9,11 @@ same budget of 60 training steps of 25 images (Adam): a network from scratch, fe
 extraction, a careful fine-tune (the head first, then the top blocks at a low rate with
 BatchNormalization frozen) and a naive one (random head, rate 1e-3, BatchNormalization
 trainable), at 5, 20 and 100 training images per class and seeds 0-2; then the careful
-recipe with one of the naive changes at a time, at 5 images per class. The notebook
+recipe with one of the naive changes at a time, at 5 images per class; then feature extraction
+and the two fine-tunes on seven more seeds (3-9) at 5 and 20 images per class, where their
+differences are near the seeds' spread. Every run at fewer training images per class than the
+validation set has is also scored on a validation set no larger than its training set (the
+one a practitioner with that few labels could afford). The notebook
 ``02_2_finetuning_vs_transfer.ipynb`` describes the methods, plots the results and re-runs
 one configuration live with :class:`Study`; ``tests/test_transfer_study.py`` re-runs a
 small one and compares it with the committed numbers.
@@ -57,15 +61,24 @@ PARAMS = {
     "head_lr": 3e-3,  # Adam, a new head on stored features
     "finetune_lr": 3e-5,  # Adam, the careful fine-tune
     "full_lr": 1e-3,  # Adam's default: training from scratch, and the naive fine-tune
+    # More seeds where the little-data comparisons are decided: the methods of MORE_METHODS at
+    # these sizes also run on these seeds (after every run above)
+    "more_seeds": [3, 4, 5, 6, 7, 8, 9],
+    "more_per_class": [5, 20],
 }
 
 MAIN_METHODS = ["scratch", "features", "careful fine-tune", "naive fine-tune"]
 #: The careful recipe with one of the naive fine-tune's three changes.
 ONE_CHANGE = ["careful + BN trainable", "careful + lr 1e-3", "careful + random head"]
 METHODS = [*MAIN_METHODS, *ONE_CHANGE]
+#: The methods that also run on ``params["more_seeds"]``: the little-data comparison.
+MORE_METHODS = ["features", "careful fine-tune", "naive fine-tune"]
 #: What one run reports (None where it does not apply: only the runs that train
-#: BatchNormalization have a test accuracy before its statistics are recomputed).
-RESULT_KEYS = ["accuracy", "val_accuracy", "test_before_statistics", "train_seconds"]
+#: BatchNormalization have a test accuracy before its statistics are recomputed, and only the
+#: runs with fewer training images per class than ``val_per_class`` have a small validation
+#: set, as many images as the training set, drawn for the seed: see :meth:`Study.small_val`).
+RESULT_KEYS = ["accuracy", "val_accuracy", "small_val_accuracy", "test_before_statistics",
+               "train_seconds"]  # fmt: skip
 
 
 def recompute_statistics(upper, x) -> None:
@@ -114,6 +127,9 @@ class Study:
         self.target_train, self.target_test = data.load_fashion_mnist(p["classes"])
         self.pool, held_out = data.split(self.target_train, 0.1, seed=0)
         self.val = data.per_class(held_out, p["val_per_class"], seed=0)
+        # the held-out images not in the validation set: where the small validation sets come from
+        in_val = data.shared_images(self.val, held_out)
+        self.held_out_rest = held_out.take(np.setdiff1d(np.arange(len(held_out)), in_val))
         self.test = data.per_class(self.target_test, p["test_per_class"], seed=0)
         self.n_classes = len(self.target_train.class_names)
 
@@ -217,6 +233,32 @@ class Study:
             model, x_test, self.test.labels
         )
 
+    def small_val(self, per_class: int, seed: int):
+        """The validation set a practitioner with `per_class` labelled images per class could
+        afford: as many again, per class, drawn for `seed` from the held-out images outside
+        the validation set (disjoint from the training pool, the validation and test sets)."""
+        from ftutils import data
+
+        return data.per_class(self.held_out_rest, per_class, seed=10_000 + seed)
+
+    def small_val_accuracy(self, method: str, per_class: int, seed: int) -> float:
+        """The accuracy of the network `method` just trained on :meth:`small_val`."""
+        from ftutils import frozen, training
+
+        small = self.small_val(per_class, seed)
+        if method == "scratch":
+            model, lower, pooled = self.scratch_split.upper, self.scratch_split.lower, False
+        elif method == "features":
+            model, lower, pooled = self.head, self.split.lower, True
+        elif self.method_settings()[method]["bn_trainable"]:
+            model, lower, pooled = self.naive_split.upper, self.split.lower, False
+        else:
+            model, lower, pooled = self.split.upper, self.split.lower, False
+        x = frozen.activations(lower, small)
+        if pooled:
+            x = np.asarray(self.split.pooled(x))
+        return training.accuracy(model, x, small.labels)
+
     def run_scratch(self, subset, seed):
         from ftutils import experiments, frozen
 
@@ -278,18 +320,22 @@ class Study:
         recompute_statistics(upper, acts)
         return (*self.scores(upper, self.acts_val, self.acts_test), result[1])
 
-    def method(self, name: str) -> Callable:
-        """The method called `name` (one of :data:`METHODS`), as f(subset, seed)."""
+    def method_settings(self) -> dict:
+        """The fine-tunes' settings, by method name."""
         p = self.params
         careful = {"bn_trainable": False, "learning_rate": p["finetune_lr"], "head_first": True}
         naive = {"bn_trainable": True, "learning_rate": p["full_lr"], "head_first": False}
-        settings = {
+        return {
             "careful fine-tune": careful,
             "naive fine-tune": naive,
             "careful + BN trainable": {**careful, "bn_trainable": True},
             "careful + lr 1e-3": {**careful, "learning_rate": p["full_lr"]},
             "careful + random head": {**careful, "head_first": False},
         }
+
+    def method(self, name: str) -> Callable:
+        """The method called `name` (one of :data:`METHODS`), as f(subset, seed)."""
+        settings = self.method_settings()
         if name == "scratch":
             return self.run_scratch
         if name == "features":
@@ -309,11 +355,18 @@ class Study:
         subset = data.per_class(self.pool, per_class, seed)
         start = time.perf_counter()
         val_accuracy, test_accuracy, test_as_left = train(subset, seed)
+        seconds = time.perf_counter() - start
+        small_val_accuracy = (
+            self.small_val_accuracy(method, per_class, seed)
+            if per_class < self.params["val_per_class"]
+            else None
+        )
         return {
             "accuracy": test_accuracy,
             "val_accuracy": val_accuracy,
+            "small_val_accuracy": small_val_accuracy,
             "test_before_statistics": test_as_left,
-            "train_seconds": time.perf_counter() - start,
+            "train_seconds": seconds,
         }
 
 
@@ -324,6 +377,8 @@ def plan(params: dict, per_class=None, seeds=None, methods=None) -> list[tuple[s
             for method in MAIN_METHODS]  # fmt: skip
     runs += [(method, params["ablation_per_class"], seed) for seed in params["seeds"]
              for method in ONE_CHANGE]  # fmt: skip
+    runs += [(method, k, seed) for k in params["more_per_class"] for seed in params["more_seeds"]
+             for method in MORE_METHODS]  # fmt: skip
     return [
         (method, k, seed)
         for method, k, seed in runs
@@ -363,7 +418,7 @@ def provenance(command: str, params: dict, machine_note: str | None = None) -> d
             machine_note or studies.SHARED_CPU,
         ),
         "run_order": "one process, in the order of plan(): for each size and seed the four "
-        "methods, then for each seed the three one-change variants",
+        "methods, then for each seed the three one-change variants, then the more_seeds runs",
     }
 
 
