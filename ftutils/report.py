@@ -68,6 +68,33 @@ def exceeds(claim: str, higher: Sequence[float], lower: Sequence[float], margin:
     return verdict(claim, difference.mean() > threshold, evidence)
 
 
+def mean_interval(differences: Sequence[float], z: float = 2.0) -> tuple[float, float]:
+    """(low, high): the mean of paired ``differences`` over seeds, minus and plus ``z``
+    standard errors (sample standard deviation / sqrt(n)). With z = 2 each end is a one-sided
+    bound at about 97.5 % under a normal approximation (about 96 % for 10 seeds, Student's t)."""
+    differences = np.asarray(differences, dtype=float)
+    if differences.size < 3:
+        raise ValueError(f"a bound over seeds needs at least 3 of them, got {differences.size}")
+    error = z * differences.std(ddof=1) / np.sqrt(differences.size)
+    return differences.mean() - error, differences.mean() + error
+
+
+def mean_above(claim: str, differences: Sequence[float], margin: float, z: float = 2.0) -> bool:
+    """Verdict that the mean paired difference is above ``margin``: its lower bound
+    (:func:`mean_interval`) clears the margin. Rules out a mean effect of ``margin`` or less."""
+    low, high = mean_interval(differences, z)
+    evidence = f"difference {over_seeds(differences)}, mean ± {z:g} SE {low:.3f} to {high:.3f}"
+    return verdict(claim, low > margin, f"{evidence}, needed low end > {margin:.3f}")
+
+
+def mean_below(claim: str, differences: Sequence[float], margin: float, z: float = 2.0) -> bool:
+    """Verdict that the mean paired difference is below ``margin``: its upper bound
+    (:func:`mean_interval`) stays under it. Rules out a mean effect of ``margin`` or more."""
+    low, high = mean_interval(differences, z)
+    evidence = f"difference {over_seeds(differences)}, mean ± {z:g} SE {low:.3f} to {high:.3f}"
+    return verdict(claim, high < margin, f"{evidence}, needed high end < {margin:.3f}")
+
+
 def comparison_table(rows: list[tuple[str, str, str]]) -> pd.DataFrame:
     """A table of (topic, what the article says, what this notebook measured)."""
     return pd.DataFrame(rows, columns=["topic", "article says", "we measured"])

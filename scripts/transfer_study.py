@@ -1,6 +1,7 @@
 """Fine-tuning vs transfer learning with little data (§2.2): the sweep too long for the notebook.
 
     python scripts/transfer_study.py            # the full study -> data/results/transfer_study.json
+    python scripts/transfer_study.py --more     # 10 seeds at 5/class -> transfer_study_more.json
     python scripts/transfer_study.py --out /tmp/x.json --per-class 5 --seeds 0 \\
         --methods features "careful fine-tune"
 
@@ -9,7 +10,11 @@ same budget of 60 training steps of 25 images (Adam): a network from scratch, fe
 extraction, a careful fine-tune (the head first, then the top blocks at a low rate with
 BatchNormalization frozen) and a naive one (random head, rate 1e-3, BatchNormalization
 trainable), at 5, 20 and 100 training images per class and seeds 0-2; then the careful
-recipe with one of the naive changes at a time, at 5 images per class. The notebook
+recipe with one of the naive changes at a time, at 5 images per class. With ``--more``
+(``data/results/transfer_study_more.json``): feature extraction and the two fine-tunes at 5
+images per class on seeds 0-9, where their differences are near the seeds' spread, each also
+scored on a validation set no larger than its training set (the one a practitioner with that
+few labels could afford). The notebook
 ``02_2_finetuning_vs_transfer.ipynb`` describes the methods, plots the results and re-runs
 one configuration live with :class:`Study`; ``tests/test_transfer_study.py`` re-runs a
 small one and compares it with the committed numbers.
@@ -63,9 +68,17 @@ MAIN_METHODS = ["scratch", "features", "careful fine-tune", "naive fine-tune"]
 #: The careful recipe with one of the naive fine-tune's three changes.
 ONE_CHANGE = ["careful + BN trainable", "careful + lr 1e-3", "careful + random head"]
 METHODS = [*MAIN_METHODS, *ONE_CHANGE]
+#: The little-data comparison on more seeds (``--more``, its own file): feature extraction and
+#: both fine-tunes at 5 images per class on seeds 0-9 (0-2 again: they reproduce RESULTS).
+MORE_METHODS = ["features", "careful fine-tune", "naive fine-tune"]
+MORE = {"per_class": [5], "seeds": list(range(10)), "methods": MORE_METHODS}
+MORE_RESULTS = PROJECT / "data" / "results" / "transfer_study_more.json"
 #: What one run reports (None where it does not apply: only the runs that train
 #: BatchNormalization have a test accuracy before its statistics are recomputed).
 RESULT_KEYS = ["accuracy", "val_accuracy", "test_before_statistics", "train_seconds"]
+#: Also in every run of the ``--more`` file (None at ``val_per_class`` images per class or
+#: more): the accuracy on a validation set as large as the training set (:meth:`Study.small_val`).
+MORE_RESULT_KEYS = [*RESULT_KEYS, "small_val_accuracy"]
 
 
 def recompute_statistics(upper, x) -> None:
@@ -114,6 +127,9 @@ class Study:
         self.target_train, self.target_test = data.load_fashion_mnist(p["classes"])
         self.pool, held_out = data.split(self.target_train, 0.1, seed=0)
         self.val = data.per_class(held_out, p["val_per_class"], seed=0)
+        # the held-out images not in the validation set: where the small validation sets come from
+        in_val = data.shared_images(self.val, held_out)
+        self.held_out_rest = held_out.take(np.setdiff1d(np.arange(len(held_out)), in_val))
         self.test = data.per_class(self.target_test, p["test_per_class"], seed=0)
         self.n_classes = len(self.target_train.class_names)
 
@@ -217,6 +233,32 @@ class Study:
             model, x_test, self.test.labels
         )
 
+    def small_val(self, per_class: int, seed: int):
+        """The validation set a practitioner with `per_class` labelled images per class could
+        afford: as many again, per class, drawn for `seed` from the held-out images outside
+        the validation set (disjoint from the training pool, the validation and test sets)."""
+        from ftutils import data
+
+        return data.per_class(self.held_out_rest, per_class, seed=10_000 + seed)
+
+    def small_val_accuracy(self, method: str, per_class: int, seed: int) -> float:
+        """The accuracy of the network `method` just trained on :meth:`small_val`."""
+        from ftutils import frozen, training
+
+        small = self.small_val(per_class, seed)
+        if method == "scratch":
+            model, lower, pooled = self.scratch_split.upper, self.scratch_split.lower, False
+        elif method == "features":
+            model, lower, pooled = self.head, self.split.lower, True
+        elif self.method_settings()[method]["bn_trainable"]:
+            model, lower, pooled = self.naive_split.upper, self.split.lower, False
+        else:
+            model, lower, pooled = self.split.upper, self.split.lower, False
+        x = frozen.activations(lower, small)
+        if pooled:
+            x = np.asarray(self.split.pooled(x))
+        return training.accuracy(model, x, small.labels)
+
     def run_scratch(self, subset, seed):
         from ftutils import experiments, frozen
 
@@ -278,18 +320,22 @@ class Study:
         recompute_statistics(upper, acts)
         return (*self.scores(upper, self.acts_val, self.acts_test), result[1])
 
-    def method(self, name: str) -> Callable:
-        """The method called `name` (one of :data:`METHODS`), as f(subset, seed)."""
+    def method_settings(self) -> dict:
+        """The fine-tunes' settings, by method name."""
         p = self.params
         careful = {"bn_trainable": False, "learning_rate": p["finetune_lr"], "head_first": True}
         naive = {"bn_trainable": True, "learning_rate": p["full_lr"], "head_first": False}
-        settings = {
+        return {
             "careful fine-tune": careful,
             "naive fine-tune": naive,
             "careful + BN trainable": {**careful, "bn_trainable": True},
             "careful + lr 1e-3": {**careful, "learning_rate": p["full_lr"]},
             "careful + random head": {**careful, "head_first": False},
         }
+
+    def method(self, name: str) -> Callable:
+        """The method called `name` (one of :data:`METHODS`), as f(subset, seed)."""
+        settings = self.method_settings()
         if name == "scratch":
             return self.run_scratch
         if name == "features":
@@ -309,11 +355,18 @@ class Study:
         subset = data.per_class(self.pool, per_class, seed)
         start = time.perf_counter()
         val_accuracy, test_accuracy, test_as_left = train(subset, seed)
+        seconds = time.perf_counter() - start
+        small_val_accuracy = (
+            self.small_val_accuracy(method, per_class, seed)
+            if per_class < self.params["val_per_class"]
+            else None
+        )
         return {
             "accuracy": test_accuracy,
             "val_accuracy": val_accuracy,
+            "small_val_accuracy": small_val_accuracy,
             "test_before_statistics": test_as_left,
-            "train_seconds": time.perf_counter() - start,
+            "train_seconds": seconds,
         }
 
 
@@ -333,9 +386,16 @@ def plan(params: dict, per_class=None, seeds=None, methods=None) -> list[tuple[s
     ]
 
 
+def plan_more(more: dict, seeds=None) -> list[tuple[str, int, int]]:
+    """(method, per_class, seed) of every run of the ``--more`` file, in order (optionally
+    only those `seeds`)."""
+    return [(method, k, seed) for k in more["per_class"] for seed in more["seeds"]
+            for method in more["methods"] if seeds is None or seed in seeds]  # fmt: skip
+
+
 def row_text(row: dict) -> str:
     """One run as a line: its settings, then its results to 3 decimals."""
-    values = " ".join(f"{k}={row[k]:.3f}" for k in RESULT_KEYS if row[k] is not None)
+    values = " ".join(f"{k}={row[k]:.3f}" for k in MORE_RESULT_KEYS if row.get(k) is not None)
     return f"per_class={row['per_class']} seed={row['seed']} method={row['method']} -> {values}"
 
 
@@ -350,7 +410,13 @@ def run_study(study: Study, runs: list[tuple[str, int, int]], done: set, save) -
         print(f"[{i}/{len(runs)}] {row_text(row)}", flush=True)
 
 
-def provenance(command: str, params: dict, machine_note: str | None = None) -> dict:
+PLAN_ORDER = ("one process, in the order of plan(): for each size and seed the four methods, "
+              "then for each seed the three one-change variants")  # fmt: skip
+
+
+def provenance(
+    command: str, params: dict, machine_note: str | None = None, run_order: str = PLAN_ORDER
+) -> dict:
     from ftutils import backbones, studies
 
     weights = backbones.imagenet_weights_path(params["backbone"]).name
@@ -362,8 +428,7 @@ def provenance(command: str, params: dict, machine_note: str | None = None) -> d
             f"{params['image_size']}-px base)",
             machine_note or studies.SHARED_CPU,
         ),
-        "run_order": "one process, in the order of plan(): for each size and seed the four "
-        "methods, then for each seed the three one-change variants",
+        "run_order": run_order,
     }
 
 
@@ -374,6 +439,7 @@ def run_to_file(
     command: str,
     study: Study | None = None,
     machine_note: str | None = None,
+    run_order: str = PLAN_ORDER,
 ) -> dict:
     """Run `runs` (from :func:`plan`), writing the file `out` after each one; its content.
 
@@ -382,7 +448,7 @@ def run_to_file(
     built when there is something to run).
     """
     params = json.loads(json.dumps(params))
-    result = {"provenance": provenance(command, params, machine_note), "runs": []}
+    result = {"provenance": provenance(command, params, machine_note, run_order), "runs": []}
     if out.is_file():
         previous = json.loads(out.read_text())
         if previous["provenance"]["parameters"] == params:  # resume
@@ -411,16 +477,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-class", type=int, nargs="+", help="only these training-set sizes")
     parser.add_argument("--seeds", type=int, nargs="+", help="only these seeds")
     parser.add_argument("--methods", nargs="+", choices=METHODS, help="only these methods")
+    parser.add_argument(
+        "--more", action="store_true", help=f"the runs of MORE, by default to {MORE_RESULTS.name}"
+    )
     args = parser.parse_args(argv)
 
     import ftutils
 
     ftutils.setup(seed=0, verbose=False)
+    command = shlex.join(["python", "scripts/transfer_study.py", *argv])
+    start = time.perf_counter()
+    if args.more:
+        runs = plan_more(MORE, args.seeds)
+        out = MORE_RESULTS if args.out == RESULTS else args.out
+        order = "one process, in the order of plan_more(): for each seed the three methods"
+        run_to_file(out, {**PARAMS, "more": MORE}, runs, command, run_order=order)
+        print(f"{len(runs)} runs in {time.perf_counter() - start:.0f} s -> {out}", flush=True)
+        return 0
     runs = plan(PARAMS, args.per_class, args.seeds, args.methods)
     if not runs:
         parser.error("no run of the study has these sizes, seeds and methods")
-    command = shlex.join(["python", "scripts/transfer_study.py", *argv])
-    start = time.perf_counter()
     run_to_file(args.out, PARAMS, runs, command)
     print(f"{len(runs)} runs in {time.perf_counter() - start:.0f} s -> {args.out}", flush=True)
     return 0

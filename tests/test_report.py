@@ -41,3 +41,25 @@ def test_exceeds_refuses_fewer_than_three_seeds():
 
 def test_over_seeds_prints_mean_and_sample_spread():
     assert report.over_seeds([0.1, 0.2, 0.3]) == "0.200 ± 0.100 (3 seeds)"
+
+
+def test_mean_interval_is_mean_plus_minus_z_standard_errors():
+    low, high = report.mean_interval([0.1, 0.2, 0.3, 0.4], z=2.0)
+    # mean 0.25, sample sd 0.1291, standard error 0.0645
+    assert low == pytest.approx(0.25 - 2 * 0.129099 / 2, abs=1e-5)
+    assert high == pytest.approx(0.25 + 2 * 0.129099 / 2, abs=1e-5)
+    with pytest.raises(ValueError, match="at least 3"):
+        report.mean_interval([0.1, 0.2])
+
+
+def test_mean_above_and_below_use_the_bound_not_the_mean(monkeypatch, capsys):
+    monkeypatch.delenv(report.STRICT_ENV, raising=False)
+    tight = [0.10, 0.11, 0.09, 0.10, 0.10]  # mean 0.10, bound about 0.10 +- 0.006
+    loose = [0.30, -0.10, 0.10, 0.25, -0.05]  # mean 0.10, bound about 0.10 +- 0.16
+    assert report.mean_above("gain", tight, margin=0.05)
+    assert not report.mean_above("gain", loose, margin=0.05)  # the mean clears it, the bound not
+    assert report.mean_below("no gain of 0.15", tight, margin=0.15)
+    assert not report.mean_below("no gain of 0.15", loose, margin=0.15)
+    out = capsys.readouterr().out
+    assert out.count("NOT CONFIRMED") == 2
+    assert "needed low end > 0.050" in out and "needed high end < 0.150" in out

@@ -55,3 +55,30 @@ def test_one_small_configuration_reproduces_the_committed_numbers():
             assert row[metric] == pytest.approx(
                 expected[method, PER_CLASS, SEED][metric], abs=TOLERANCE
             ), (method, metric)
+
+
+def test_the_more_seeds_file_says_how_it_was_made_and_holds_every_run():
+    study = load_script("transfer_study")
+    committed = json.loads(study.MORE_RESULTS.read_text())
+    provenance = committed["provenance"]
+    assert provenance["command"].startswith("python scripts/transfer_study.py --more")
+    assert provenance["parameters"] == json.loads(json.dumps({**study.PARAMS, "more": study.MORE}))
+    planned = study.plan_more(provenance["parameters"]["more"])
+    assert [(r["method"], r["per_class"], r["seed"]) for r in committed["runs"]] == planned
+    for run in committed["runs"]:
+        assert set(study.MORE_RESULT_KEYS) <= set(run), run
+
+
+def test_the_more_seeds_file_reproduces_the_seeds_the_study_also_ran():
+    study = load_script("transfer_study")
+    main = {
+        (r["method"], r["per_class"], r["seed"]): r
+        for r in json.loads(study.RESULTS.read_text())["runs"]
+    }
+    more = json.loads(study.MORE_RESULTS.read_text())["runs"]
+    again = [r for r in more if (r["method"], r["per_class"], r["seed"]) in main]
+    assert len(again) == 3 * len(study.MORE["methods"])  # seeds 0-2
+    for run in again:
+        stored = main[run["method"], run["per_class"], run["seed"]]
+        for metric in ("accuracy", "val_accuracy"):
+            assert run[metric] == pytest.approx(stored[metric], abs=TOLERANCE), (run, metric)
