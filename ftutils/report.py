@@ -9,6 +9,7 @@ checks: plain ``assert`` statements, never verdicts.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 
@@ -66,6 +67,48 @@ def exceeds(claim: str, higher: Sequence[float], lower: Sequence[float], margin:
         f"needed > {threshold:.3f}"
     )
     return verdict(claim, difference.mean() > threshold, evidence)
+
+
+def t_quantile(probability: float, df: int) -> float:
+    """The ``probability`` quantile (> 0.5) of Student's t distribution with ``df`` degrees
+    of freedom, from its density integrated numerically (accurate to about 1e-6)."""
+    if not 0.5 < probability < 1 or df < 1:
+        raise ValueError("give a probability between 0.5 and 1 and at least 1 degree of freedom")
+    log_norm = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
+
+    def cdf(x: float) -> float:
+        t = np.linspace(0.0, x, 20_001)
+        density = np.exp(log_norm - (df + 1) / 2 * np.log1p(t**2 / df))
+        return 0.5 + float(np.sum((density[1:] + density[:-1]) / 2) * (t[1] - t[0]))
+
+    low, high = 0.0, 1.0
+    while cdf(high) < probability:
+        low, high = high, 2 * high
+    for _ in range(60):
+        middle = (low + high) / 2
+        low, high = (middle, high) if cdf(middle) < probability else (low, middle)
+    return (low + high) / 2
+
+
+def upper_bound(values: Sequence[float], confidence: float = 0.95) -> float:
+    """One-sided upper confidence bound of the mean of ``values`` (seeds): mean + t * sd / sqrt(n),
+    Student's t with n - 1 degrees of freedom."""
+    values = np.asarray(values, dtype=float)
+    if values.size < 3:
+        raise ValueError(
+            f"a confidence bound over seeds needs at least 3 of them; got {values.size}"
+        )
+    spread = values.std(ddof=1) / math.sqrt(values.size)
+    return float(values.mean() + t_quantile(confidence, values.size - 1) * spread)
+
+
+def below(claim: str, values: Sequence[float], bound: float, confidence: float = 0.95) -> bool:
+    """Verdict that the mean of ``values`` (one measurement over seeds, e.g. a paired
+    difference) is below ``bound``: its one-sided ``confidence`` upper bound is. It rules out
+    a mean of ``bound`` or more; for "above", pass the negated values and bound."""
+    top = upper_bound(values, confidence)
+    evidence = f"{over_seeds(values)}; upper {confidence:.0%} bound {top:.3f}, needed < {bound:.3f}"
+    return verdict(claim, top < bound, evidence)
 
 
 def comparison_table(rows: list[tuple[str, str, str]]) -> pd.DataFrame:

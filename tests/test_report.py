@@ -41,3 +41,22 @@ def test_exceeds_refuses_fewer_than_three_seeds():
 
 def test_over_seeds_prints_mean_and_sample_spread():
     assert report.over_seeds([0.1, 0.2, 0.3]) == "0.200 ± 0.100 (3 seeds)"
+
+
+@pytest.mark.parametrize(
+    ("probability", "df", "expected"),
+    [(0.95, 2, 2.919986), (0.95, 4, 2.131847), (0.95, 7, 1.894579), (0.975, 9, 2.262157)],
+)
+def test_t_quantile_matches_the_tables(probability, df, expected):
+    assert report.t_quantile(probability, df) == pytest.approx(expected, abs=1e-5)
+
+
+def test_below_uses_the_upper_confidence_bound(monkeypatch, capsys):
+    monkeypatch.delenv(report.STRICT_ENV, raising=False)
+    values = [0.0, 0.01, 0.02]  # mean 0.01, sd 0.01: bound 0.01 + 2.92 * 0.01 / sqrt(3) = 0.0269
+    assert report.upper_bound(values) == pytest.approx(0.01 + 2.919986 * 0.01 / 3**0.5, abs=1e-6)
+    assert report.below("small", values, 0.03) is True
+    assert report.below("small", values, 0.02) is False  # the mean is below, its bound is not
+    assert "upper 95% bound 0.027, needed < 0.020" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="at least 3"):
+        report.upper_bound([0.0, 0.01])
