@@ -94,13 +94,13 @@ PARAMS = {
     "shifts": {
         "inverted": "255 - pixel (light garments on a dark background become dark on light)",
         "low contrast": "0.5 * pixel + 64 (contrast halved, background grey)",
-        "blur": "Gaussian blur, sigma 1.5 pixels of the 28-pixel image",
-        "shrunk": "the garment shrunk to 60 % of the frame, centred on a black border",
+        "blur": "Gaussian blur, sigma 0.75 pixels of the 28-pixel image",
+        "shrunk": "the garment shrunk to 80 % of the frame, centred on a black border",
     },
 }
 
 
-def _blur(x: np.ndarray, sigma: float = 1.5) -> np.ndarray:
+def _blur(x: np.ndarray, sigma: float = 0.75) -> np.ndarray:
     """Separable Gaussian blur of a batch of (n, h, w) images, edges repeated."""
     radius = int(np.ceil(3 * sigma))
     t = np.arange(-radius, radius + 1)
@@ -114,7 +114,7 @@ def _blur(x: np.ndarray, sigma: float = 1.5) -> np.ndarray:
     return x
 
 
-def _shrink(x: np.ndarray, factor: float = 0.6) -> np.ndarray:
+def _shrink(x: np.ndarray, factor: float = 0.8) -> np.ndarray:
     """Each (h, w) image resized to ``factor`` of its side, centred on a black frame."""
     import tensorflow as tf
 
