@@ -22,9 +22,9 @@ loss. Four experiments:
   choice is inside it. The later seeds run each optimizer at its chosen rate;
 * ``lpft``: Kumar et al. (ICLR 2022) as they tested it: the whole base fine-tuned
   (BatchNormalization frozen) from a random head (FT) and from the linear probe's trained head
-  (LP-FT), against the linear probe (LP), with ``lpft_per_class`` images per class; the phase-2
-  learning rate of FT and of LP-FT is chosen like an optimizer's (first seed, validation loss,
-  grid extended past an end). Tested on the test images and on shifted copies of them built
+  (LP-FT), against the linear probe (LP), with ``lpft_per_class`` images per class, both at
+  the learning rate of the other fine-tunes (``lpft_lrs``; given several, the first seed
+  chooses as for an optimizer). Tested on the test images and on shifted copies of them built
   from transforms no training run here sees (none of these runs augments its images).
 
 Results are written after every run (a re-run skips what the file already holds), with the
@@ -75,9 +75,9 @@ PARAMS = {
     # LP-FT vs FT, the whole base fine-tuned (first trainable layer None: all of it)
     "lpft_per_class": 50,
     "lpft_seeds": [0, 1, 2, 3, 4],
-    "lpft_epochs": 20,
+    "lpft_epochs": 15,
     "lpft_patience": 3,
-    "lpft_lrs": [1e-5, 1e-4, 1e-3],  # phase-2 rates the first seed tries for FT and LP-FT
+    "lpft_lrs": [1e-4],  # the phase-2 rate of FT and LP-FT (a longer list: the first seed chooses)
     "lpft_shifts": ["inverted", "low contrast", "blur", "shrunk"],
     "optimizer_per_class": [100],  # sizes to compare the optimizers at
     "optimizer_depth": "top block",
