@@ -54,6 +54,7 @@ PARAMS = {
     "test_per_class": 100,  # test images per class, from Fashion-MNIST's test set
     "seeds": [0, 1, 2],  # the training and validation subsets, the head's start, the shuffling
     "more_seeds": {"5": [3, 4], "20": [3, 4, 5, 6, 7]},  # depth: further seeds at these sizes
+    "more_seeds_depths": ["head only", "top block"],  # the depths those further seeds run
     "head_epochs": 60,
     "head_lr": 1e-3,
     "head_patience": 5,
@@ -275,6 +276,8 @@ def _run_experiment(experiment: str, per_class: int, seed: int, params: dict, do
     depths = params["depths"]
     todo = [t for t in _todo(experiment, params)
             if (experiment, per_class, seed, t[0], t[2]) not in done]  # fmt: skip
+    if experiment == "depth" and seed not in params["seeds"]:
+        todo = [t for t in todo if t[0] in params.get("more_seeds_depths", params["depths"])]
     if not todo:
         return
     sets = load_sets(
