@@ -384,12 +384,12 @@ def run_key(row: dict) -> tuple:
             row["learning_rate"])  # fmt: skip
 
 
-def merge(parts: list[Path], out: Path, argv: list[str], params: dict) -> int:
+def merge(parts: list[Path], out: Path, argv: list[str], params: dict, note: str = "") -> int:
     """Join the runs of study files made by parts of the study run in parallel (the first file
     holding a run wins) into ``out``, noting where each part came from."""
     from ftutils import studies
 
-    result = {"provenance": provenance(argv, params), "runs": []}
+    result = {"provenance": provenance(argv, params) | {"note": note}, "runs": []}
     seen: set = set()
     result["provenance"]["parts"] = []
     for part in parts:
@@ -416,6 +416,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", help="override every list of seeds")
     parser.add_argument("--only", nargs="+", default=list(EXPERIMENTS), choices=EXPERIMENTS)
     parser.add_argument("--merge", type=Path, nargs="+", help="study files to join into --out")
+    parser.add_argument("--note", default="", help="with --merge: how the parts were made")
     parser.add_argument(
         "--skip-from", type=Path, nargs="+", default=[],
         help="study files whose runs are not repeated (merge them in after)",
@@ -432,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
         params |= {"seeds": args.seeds, "more_seeds": {}, "small_val_seeds": args.seeds,
                    "lpft_seeds": args.seeds, "optimizer_seeds": args.seeds}  # fmt: skip
     if args.merge:
-        return merge(args.merge, args.out, argv, params)
+        return merge(args.merge, args.out, argv, params, args.note)
     result = {"provenance": provenance(argv, params), "runs": []}
     if args.out.is_file():
         previous = json.loads(args.out.read_text())
