@@ -53,7 +53,7 @@ PARAMS = {
     "val_per_class": 50,  # validation images per class (from the training split): every choice
     "test_per_class": 100,  # test images per class, from Fashion-MNIST's test set
     "seeds": [0, 1, 2],  # the training and validation subsets, the head's start, the shuffling
-    "more_seeds": {"20": [3, 4, 5, 6, 7]},  # depth: further seeds at these sizes
+    "more_seeds": {"20": [3, 4]},  # depth: further seeds at these sizes
     "more_seeds_depths": ["head only", "top block"],  # the depths those further seeds run
     "head_epochs": 60,
     "head_lr": 1e-3,
@@ -338,12 +338,15 @@ def _round_rate(lr: float) -> float:
 
 
 def extend(grid: dict[str, list[float]], chosen: dict[str, float]) -> dict[str, list[float]]:
-    """Each grid grown by a decade past the end its chosen rate sits at (unchanged inside)."""
+    """Each grid grown by a decade past the end its chosen rate sits at (unchanged inside; a
+    grid of one rate is a rate fixed in advance, never grown)."""
     grown = {}
     for setting, lrs in grid.items():
         lrs = sorted(lrs)
         lr = chosen.get(setting)
-        if lr is not None and np.isclose(lr, lrs[0]):
+        if len(lrs) < 2:
+            pass
+        elif lr is not None and np.isclose(lr, lrs[0]):
             lrs = [_round_rate(lrs[0] / 10), *lrs]
         elif lr is not None and np.isclose(lr, lrs[-1]):
             lrs = [*lrs, _round_rate(lrs[-1] * 10)]

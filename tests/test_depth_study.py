@@ -44,6 +44,7 @@ def test_a_grid_grows_past_the_end_it_chose_and_not_otherwise():
         "momentum": [1e-5, 1e-4],
     }
     assert study.extend(grown, {"sgd": 1e-3, "adam": 1e-4}) == grown
+    assert study.extend({"FT": [1e-4]}, {"FT": 1e-4}) == {"FT": [1e-4]}  # fixed in advance
 
 
 def test_the_held_out_shifts_keep_the_images_and_change_them():
