@@ -443,13 +443,17 @@ def main(argv: list[str] | None = None) -> int:
         if previous["provenance"]["parameters"] == json.loads(json.dumps(params)):
             result["runs"] = previous["runs"]  # resume
     done = {run_key(r) for r in result["runs"]}
+    known = list(result["runs"])  # what choices of a rate see: these runs and the skipped ones
     for other in args.skip_from:
-        done |= {run_key(r) for r in json.loads(other.read_text())["runs"]}
+        skipped = json.loads(other.read_text())["runs"]
+        done |= {run_key(r) for r in skipped}
+        known += skipped
 
     def save(row: dict) -> None:
         from ftutils import studies
 
         result["runs"].append(row)
+        known.append(row)
         done.add(run_key(row))
         result["provenance"]["finished"] = studies.now()
         studies.write_json(args.out, result)
@@ -465,9 +469,9 @@ def main(argv: list[str] | None = None) -> int:
                 run_unit(per_class, seed, params, {"small val"}, done, save)
     if "optimizer" in only:
         for per_class in params["optimizer_per_class"]:
-            tune("optimizer", per_class, params, result["runs"], done, save)
+            tune("optimizer", per_class, params, known, done, save)
     if "lpft" in only:
-        tune("lpft", params["lpft_per_class"], params, result["runs"], done, save)
+        tune("lpft", params["lpft_per_class"], params, known, done, save)
     return 0
 
 
