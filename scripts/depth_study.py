@@ -53,7 +53,7 @@ PARAMS = {
     "val_per_class": 50,  # validation images per class (from the training split): every choice
     "test_per_class": 100,  # test images per class, from Fashion-MNIST's test set
     "seeds": [0, 1, 2],  # the training and validation subsets, the head's start, the shuffling
-    "more_seeds": {"20": [3, 4]},  # depth: further seeds at these sizes
+    "more_seeds": {},  # depth: further seeds at some sizes, e.g. {"20": [3, 4]}
     "more_seeds_depths": ["head only", "top block"],  # the depths those further seeds run
     "head_epochs": 60,
     "head_lr": 1e-3,
