@@ -312,8 +312,9 @@ def _run_experiment(experiment: str, per_class: int, seed: int, params: dict, do
             row |= {**evaluate(model, at, sets), "epochs": 0, "train_seconds": 0.0,
                     "trainable_parameters": counts["trainable"]}  # fmt: skip
         else:
-            long = {"epochs": params["lpft_epochs"], "patience": params["lpft_patience"]}
-            kwargs = long if experiment == "lpft" else {}
+            kwargs = {}
+            if experiment == "lpft":
+                kwargs = {"epochs": params["lpft_epochs"], "patience": params["lpft_patience"]}
             if setting == "FT":  # the same phase 2 from a random head
                 trained = new_classifier(seed, params)
             else:
