@@ -28,7 +28,38 @@ def test_the_committed_file_says_how_it_was_made():
     assert provenance["command"].startswith("python scripts/depth_study.py")
     assert {"tensorflow", "keras", "numpy", "python"} <= set(provenance["versions"])
     experiments = {run["experiment"] for run in committed["runs"]}
-    assert {"depth", "lpft", "optimizer"} <= experiments
+    assert {"depth", "lpft", "optimizer", "small val"} <= experiments
+    for run in committed["runs"]:  # the realistic variant's validation set is no larger
+        if run["experiment"] == "small val":
+            assert run["val_per_class"] <= run["per_class"], run
+
+
+def test_a_grid_grows_past_the_end_it_chose_and_not_otherwise():
+    study = load_script("depth_study")
+    grid = {"sgd": [1e-4, 1e-3, 1e-2], "adam": [1e-5, 1e-4, 1e-3], "momentum": [1e-5, 1e-4]}
+    grown = study.extend(grid, {"sgd": 1e-4, "adam": 1e-3, "momentum": 3e-5})
+    assert grown == {
+        "sgd": [1e-5, 1e-4, 1e-3, 1e-2],
+        "adam": [1e-5, 1e-4, 1e-3, 1e-2],
+        "momentum": [1e-5, 1e-4],
+    }
+    assert study.extend(grown, {"sgd": 1e-3, "adam": 1e-4}) == grown
+    assert study.extend({"FT": [1e-4]}, {"FT": 1e-4}) == {"FT": [1e-4]}  # fixed in advance
+
+
+def test_the_held_out_shifts_keep_the_images_and_change_them():
+    import numpy as np
+
+    study = load_script("depth_study")
+    images = np.zeros((2, 28, 28), dtype="uint8")
+    images[:, 8:20, 10:18] = 200  # a bright garment on black
+    blurred, shrunk = study.shift(images, "blur"), study.shift(images, "shrunk")
+    assert blurred.shape == shrunk.shape == images.shape and blurred.dtype == "uint8"
+    assert abs(float(blurred.mean()) - float(images.mean())) < 1.0  # blur keeps the light
+    assert 0 < blurred[0, 8, 14] < 200 and blurred[0, 14, 14] == 200  # edges soften only
+    assert shrunk[:, :2].max() == shrunk[:, -2:].max() == 0  # the frame stays black
+    ratio = (shrunk > 100).sum() / (images > 100).sum()
+    assert 0.5 < ratio < 0.8  # about 0.8 x 0.8 of the area
 
 
 def test_one_small_configuration_reproduces_the_committed_numbers(monkeypatch, tmp_path):

@@ -63,3 +63,22 @@ def test_mean_above_and_below_use_the_bound_not_the_mean(monkeypatch, capsys):
     out = capsys.readouterr().out
     assert out.count("NOT CONFIRMED") == 2
     assert "needed low end > 0.050" in out and "needed high end < 0.150" in out
+
+
+@pytest.mark.parametrize(
+    ("probability", "df", "expected"),
+    [(0.95, 2, 2.919986), (0.95, 4, 2.131847), (0.95, 7, 1.894579), (0.975, 9, 2.262157)],
+)
+def test_t_quantile_matches_the_tables(probability, df, expected):
+    assert report.t_quantile(probability, df) == pytest.approx(expected, abs=1e-5)
+
+
+def test_below_uses_the_upper_confidence_bound(monkeypatch, capsys):
+    monkeypatch.delenv(report.STRICT_ENV, raising=False)
+    values = [0.0, 0.01, 0.02]  # mean 0.01, sd 0.01: bound 0.01 + 2.92 * 0.01 / sqrt(3) = 0.0269
+    assert report.upper_bound(values) == pytest.approx(0.01 + 2.919986 * 0.01 / 3**0.5, abs=1e-6)
+    assert report.below("small", values, 0.03) is True
+    assert report.below("small", values, 0.02) is False  # the mean is below, its bound is not
+    assert "upper 95% bound 0.027, needed < 0.020" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="at least 3"):
+        report.upper_bound([0.0, 0.01])
