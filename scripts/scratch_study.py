@@ -49,7 +49,7 @@ PARAMS = {
         "budget_epochs": 3,  # the equal budget: passes of the whole network
         "max_epochs": 40,  # at convergence: early stopping on validation loss, at most this
         "patience": 5,  # passes without a lower validation loss before stopping
-        "seeds": [0, 1, 2],
+        "seeds": list(range(10)),
     },
     "vgg16": {  # 04_2_vgg.ipynb
         "backbone": "vgg16",
@@ -65,7 +65,7 @@ PARAMS = {
         "budget_epochs": 3,  # the equal budget: passes of the whole network
         "max_epochs": 25,  # at convergence: early stopping on validation loss, at most this many
         "patience": 4,  # passes without a lower validation loss before stopping
-        "seeds": [0, 1, 2],
+        "seeds": list(range(8)),
     },
 }
 
@@ -80,11 +80,43 @@ SCORES = [
 #: The scores a run stopped at the budget gives (``Study.run(seed, budget_only=True)``).
 BUDGET_SCORES = SCORES[:3]
 METHODS = ["pretrained", "scratch"]
+#: Budgets (passes of the whole network) at which every run of either study is still training:
+#: a run stops at the earliest ``patience`` passes after its best one (pass 1 or later).
+BUDGETS = [1, 3, 5]
 
 
-def results_path(backbone: str) -> Path:
-    """Where the committed study of ``backbone`` lives."""
-    return PROJECT / "data" / "results" / f"scratch_study_{backbone}.json"
+def accuracy_after(row: dict, method: str, passes: int) -> float:
+    """`method`'s test accuracy after `passes` passes of the whole network, in one seed's row."""
+    return row[f"{method}, test_accuracy"][passes - 1]
+
+
+#: Seeds of the cheaper study that stops both networks at the budget (``--budget-only``): the
+#: comparison at an equal budget, on more seeds than the runs to convergence.
+BUDGET_ONLY_SEEDS = {"vgg16": list(range(10))}
+
+
+def results_path(backbone: str, budget_only: bool = False) -> Path:
+    """Where the committed study of ``backbone`` lives (its budget-only study's, if asked)."""
+    suffix = "_budget" if budget_only else ""
+    return PROJECT / "data" / "results" / f"scratch_study_{backbone}{suffix}.json"
+
+
+def _scored_every_pass():
+    from ftutils import training
+
+    class ScoredEveryPass(training.BudgetThenConvergence):
+        """:class:`ftutils.training.BudgetThenConvergence` that also keeps the test accuracy
+        after every pass (``every_pass``), for the comparison at several budgets."""
+
+        def on_train_begin(self, logs: dict | None = None) -> None:
+            super().on_train_begin(logs)
+            self.every_pass: list[float] = []
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            self.every_pass.append(self.test_accuracy())
+            super().on_epoch_end(epoch, logs)
+
+    return ScoredEveryPass
 
 
 class Study:
@@ -113,27 +145,33 @@ class Study:
 
     def train_every_layer(self, model, train_xy, val_xy, seed: int, max_epochs: int):
         """Unfreeze the whole base and train under the budget-then-convergence schedule, for
-        at most ``max_epochs`` passes; the callback (its test scores, best pass) and history."""
+        at most ``max_epochs`` passes; the callback (its test scores, best pass) and history.
+        The same fit as ``training.fit_budget_then_convergence``, scoring the test set after
+        every pass too (predictions only: the training run is unchanged)."""
         from ftutils import backbones, models, training
+        from ftutils.config import set_seed
 
         p = self.params
         backbones.unfreeze(models.base_of(model))  # no BatchNormalization to protect in either
-        return training.fit_budget_then_convergence(
-            model,
-            train_xy,
-            val_xy,
-            self.test_xy,
-            learning_rate=p["train_lr"],
-            budget=p["budget_epochs"],
-            patience=p["patience"],
-            max_epochs=max_epochs,
-            seed=seed,
+        training.compile_classifier(model, "adam", p["train_lr"])
+        scores = _scored_every_pass()(self.test_xy, p["budget_epochs"], p["patience"])
+        set_seed(seed)
+        history = model.fit(
+            *train_xy,
+            validation_data=val_xy,
+            epochs=max_epochs,
+            batch_size=32,
+            shuffle=True,
+            callbacks=[scores],
+            verbose=0,
         )
+        return scores, history.history
 
     def run(self, seed: int, budget_only: bool = False) -> dict:
         """The three models on `seed`'s training images: test accuracies, best passes and
         each network's validation accuracy after every pass. ``budget_only``: both networks
-        stop at the budget, and only :data:`BUDGET_SCORES` are returned (the same numbers as
+        stop at the budget, and only :data:`BUDGET_SCORES` and the test accuracy after each
+        pass are returned (the same numbers as
         a full run's: each network's first passes do not depend on when it will stop)."""
         from ftutils import data, frozen, models, training
         from ftutils.config import set_seed
@@ -172,24 +210,31 @@ class Study:
             "scratch, best pass": fresh.best_epoch,
             "pretrained, val_accuracy": [float(a) for a in tuned_history["val_accuracy"]],
             "scratch, val_accuracy": [float(a) for a in scratch_history["val_accuracy"]],
+            "pretrained, test_accuracy": tuned.every_pass,
+            "scratch, test_accuracy": fresh.every_pass,
             "seconds": round(time.perf_counter() - start, 1),
         }
-        return {k: row[k] for k in ("seed", *BUDGET_SCORES)} if budget_only else row
+        budget_keys = ("seed", *BUDGET_SCORES, *(f"{m}, test_accuracy" for m in METHODS))
+        return {k: row[k] for k in budget_keys} if budget_only else row
 
 
-def run_to_file(out: Path, study: Study, seeds: list[int], command: str) -> dict:
+def run_to_file(
+    out: Path, study: Study, seeds: list[int], command: str, budget_only: bool = False
+) -> dict:
     """Run `seeds` with the prepared `study`, writing `out` after each; its content. A file
-    made with the same parameters and weights is resumed: its seeds are not run again."""
+    made with the same parameters and weights is resumed: its seeds are not run again.
+    ``budget_only``: both networks stop at the budget (:meth:`Study.run`)."""
     from ftutils import studies
 
-    made = studies.record(command, study.params, study.weights_description)
+    params = {**study.params, "seeds": seeds, "budget_only": True} if budget_only else study.params
+    made = studies.record(command, params, study.weights_description)
     results = studies.ResultsFile(out, made, key=("seed",))
     for seed in seeds:
         if results.has(seed=seed):
             continue
-        row = study.run(seed)
+        row = study.run(seed, budget_only=budget_only)
         results.save(row)
-        scores = " ".join(f"{name}={row[name]:.3f}" for name in SCORES)
+        scores = " ".join(f"{name}={row[name]:.3f}" for name in SCORES if name in row)
         print(f"seed {seed}: {scores} ({row['seconds']:.0f} s)", flush=True)
     return results.content
 
@@ -202,6 +247,12 @@ def main(argv: list[str] | None = None) -> int:
         "--out", type=Path, help="default: data/results/scratch_study_<backbone>.json"
     )
     parser.add_argument("--seeds", type=int, nargs="+", help="default: the study's seeds")
+    parser.add_argument(
+        "--budget-only",
+        action="store_true",
+        help="stop both networks at the budget, on BUDGET_ONLY_SEEDS: "
+        "-> data/results/scratch_study_<backbone>_budget.json",
+    )
     args = parser.parse_args(argv)
 
     import ftutils
@@ -210,9 +261,11 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     params = PARAMS[args.backbone]
     study = Study(params).prepare()
-    out, seeds = args.out or results_path(args.backbone), args.seeds or params["seeds"]
+    out = args.out or results_path(args.backbone, args.budget_only)
+    default_seeds = BUDGET_ONLY_SEEDS[args.backbone] if args.budget_only else params["seeds"]
+    seeds = args.seeds or default_seeds
     command = shlex.join(["python", "scripts/scratch_study.py", *argv])
-    run_to_file(out, study, seeds, command)
+    run_to_file(out, study, seeds, command, args.budget_only)
     print(f"{len(seeds)} seeds in {time.perf_counter() - start:.0f} s -> {out}")
     return 0
 
