@@ -65,7 +65,7 @@ PARAMS = {
         "budget_epochs": 3,  # the equal budget: passes of the whole network
         "max_epochs": 25,  # at convergence: early stopping on validation loss, at most this many
         "patience": 4,  # passes without a lower validation loss before stopping
-        "seeds": list(range(8)),
+        "seeds": [0, 1, 2],
     },
 }
 
@@ -80,8 +80,9 @@ SCORES = [
 #: The scores a run stopped at the budget gives (``Study.run(seed, budget_only=True)``).
 BUDGET_SCORES = SCORES[:3]
 METHODS = ["pretrained", "scratch"]
-#: Budgets (passes of the whole network) at which every run of either study is still training:
-#: a run stops at the earliest ``patience`` passes after its best one (pass 1 or later).
+#: Budgets (passes of the whole network) at which every run is still training: a run stops at
+#: the earliest ``patience`` passes after its best one (pass 1 or later). Studies made with
+#: the test accuracy after every pass (``"<method>, test_accuracy"``; AlexNet's) give them.
 BUDGETS = [1, 3, 5]
 
 
@@ -90,15 +91,9 @@ def accuracy_after(row: dict, method: str, passes: int) -> float:
     return row[f"{method}, test_accuracy"][passes - 1]
 
 
-#: Seeds of the cheaper study that stops both networks at the budget (``--budget-only``): the
-#: comparison at an equal budget, on more seeds than the runs to convergence.
-BUDGET_ONLY_SEEDS = {"vgg16": list(range(10))}
-
-
-def results_path(backbone: str, budget_only: bool = False) -> Path:
-    """Where the committed study of ``backbone`` lives (its budget-only study's, if asked)."""
-    suffix = "_budget" if budget_only else ""
-    return PROJECT / "data" / "results" / f"scratch_study_{backbone}{suffix}.json"
+def results_path(backbone: str) -> Path:
+    """Where the committed study of ``backbone`` lives."""
+    return PROJECT / "data" / "results" / f"scratch_study_{backbone}.json"
 
 
 def _scored_every_pass():
@@ -170,8 +165,7 @@ class Study:
     def run(self, seed: int, budget_only: bool = False) -> dict:
         """The three models on `seed`'s training images: test accuracies, best passes and
         each network's validation accuracy after every pass. ``budget_only``: both networks
-        stop at the budget, and only :data:`BUDGET_SCORES` and the test accuracy after each
-        pass are returned (the same numbers as
+        stop at the budget, and only :data:`BUDGET_SCORES` are returned (the same numbers as
         a full run's: each network's first passes do not depend on when it will stop)."""
         from ftutils import data, frozen, models, training
         from ftutils.config import set_seed
@@ -214,27 +208,22 @@ class Study:
             "scratch, test_accuracy": fresh.every_pass,
             "seconds": round(time.perf_counter() - start, 1),
         }
-        budget_keys = ("seed", *BUDGET_SCORES, *(f"{m}, test_accuracy" for m in METHODS))
-        return {k: row[k] for k in budget_keys} if budget_only else row
+        return {k: row[k] for k in ("seed", *BUDGET_SCORES)} if budget_only else row
 
 
-def run_to_file(
-    out: Path, study: Study, seeds: list[int], command: str, budget_only: bool = False
-) -> dict:
+def run_to_file(out: Path, study: Study, seeds: list[int], command: str) -> dict:
     """Run `seeds` with the prepared `study`, writing `out` after each; its content. A file
-    made with the same parameters and weights is resumed: its seeds are not run again.
-    ``budget_only``: both networks stop at the budget (:meth:`Study.run`)."""
+    made with the same parameters and weights is resumed: its seeds are not run again."""
     from ftutils import studies
 
-    params = {**study.params, "seeds": seeds, "budget_only": True} if budget_only else study.params
-    made = studies.record(command, params, study.weights_description)
+    made = studies.record(command, study.params, study.weights_description)
     results = studies.ResultsFile(out, made, key=("seed",))
     for seed in seeds:
         if results.has(seed=seed):
             continue
-        row = study.run(seed, budget_only=budget_only)
+        row = study.run(seed)
         results.save(row)
-        scores = " ".join(f"{name}={row[name]:.3f}" for name in SCORES if name in row)
+        scores = " ".join(f"{name}={row[name]:.3f}" for name in SCORES)
         print(f"seed {seed}: {scores} ({row['seconds']:.0f} s)", flush=True)
     return results.content
 
@@ -247,12 +236,6 @@ def main(argv: list[str] | None = None) -> int:
         "--out", type=Path, help="default: data/results/scratch_study_<backbone>.json"
     )
     parser.add_argument("--seeds", type=int, nargs="+", help="default: the study's seeds")
-    parser.add_argument(
-        "--budget-only",
-        action="store_true",
-        help="stop both networks at the budget, on BUDGET_ONLY_SEEDS: "
-        "-> data/results/scratch_study_<backbone>_budget.json",
-    )
     args = parser.parse_args(argv)
 
     import ftutils
@@ -261,11 +244,9 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     params = PARAMS[args.backbone]
     study = Study(params).prepare()
-    out = args.out or results_path(args.backbone, args.budget_only)
-    default_seeds = BUDGET_ONLY_SEEDS[args.backbone] if args.budget_only else params["seeds"]
-    seeds = args.seeds or default_seeds
+    out, seeds = args.out or results_path(args.backbone), args.seeds or params["seeds"]
     command = shlex.join(["python", "scripts/scratch_study.py", *argv])
-    run_to_file(out, study, seeds, command, args.budget_only)
+    run_to_file(out, study, seeds, command)
     print(f"{len(seeds)} seeds in {time.perf_counter() - start:.0f} s -> {out}")
     return 0
 

@@ -41,3 +41,38 @@ def test_exceeds_refuses_fewer_than_three_seeds():
 
 def test_over_seeds_prints_mean_and_sample_spread():
     assert report.over_seeds([0.1, 0.2, 0.3]) == "0.200 ± 0.100 (3 seeds)"
+
+
+def test_t_quantile_matches_the_printed_tables():
+    # Student's t, 97.5 % quantiles as printed in every statistics table
+    for df, printed in [(2, 4.303), (4, 2.776), (9, 2.262), (29, 2.045)]:
+        assert report.t_quantile(0.975, df) == pytest.approx(printed, abs=2e-3)
+    assert report.t_quantile(0.95, 4) == pytest.approx(2.132, abs=2e-3)
+    assert report.t_quantile(0.975, 100_000) == pytest.approx(1.960, abs=2e-3)
+    with pytest.raises(ValueError):
+        report.t_quantile(0.4, 4)
+
+
+def test_mean_interval_is_mean_plus_minus_t_standard_errors():
+    values = [0.1, 0.2, 0.3, 0.4, 0.5]  # mean 0.3, sd 0.158, standard error 0.0707
+    low, high = report.mean_interval(values)
+    assert (low, high) == pytest.approx((0.3 - 2.776 * 0.07071, 0.3 + 2.776 * 0.07071), abs=1e-3)
+    with pytest.raises(ValueError):
+        report.mean_interval([0.1, 0.2])
+
+
+def test_mean_bound_holds_only_when_the_whole_interval_clears_the_margin(monkeypatch, capsys):
+    monkeypatch.delenv(report.STRICT_ENV, raising=False)
+    clear = [0.08, 0.1, 0.12, 0.09, 0.11]
+    assert report.mean_bound("above", clear, more_than=0.05)
+    assert not report.mean_bound(
+        "above", clear, more_than=0.09
+    )  # the mean clears it, the interval not
+    assert report.mean_bound("below", clear, less_than=0.15)
+    assert not report.mean_bound("both", clear, more_than=0.0, less_than=0.11)
+    assert "NOT CONFIRMED" in capsys.readouterr().out
+    with pytest.raises(ValueError):
+        report.mean_bound("nothing", clear)
+    monkeypatch.setenv(report.STRICT_ENV, "1")
+    with pytest.raises(AssertionError):
+        report.mean_bound("above", [0.0, 0.1, -0.1, 0.05], more_than=0.0)
