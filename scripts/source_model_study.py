@@ -423,8 +423,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--out",
         type=Path,
-        help="default: data/results/source_model_study.json, "
-        "or source_model_sweep.json with --sweep",
+        default=DEFAULT_OUT,
+        help="with --sweep the default is data/results/source_model_sweep.json",
     )
     parser.add_argument(
         "--sweep",
