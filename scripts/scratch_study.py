@@ -65,7 +65,7 @@ PARAMS = {
         "budget_epochs": 3,  # the equal budget: passes of the whole network
         "max_epochs": 25,  # at convergence: early stopping on validation loss, at most this many
         "patience": 4,  # passes without a lower validation loss before stopping
-        "seeds": [0, 1, 2],
+        "seeds": [0, 1, 2, 3, 4],
     },
 }
 
