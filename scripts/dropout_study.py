@@ -46,6 +46,13 @@ PARAMS = {
     "learning_rate": 1e-3,
 }
 
+#: The variant a practitioner with 20 labelled images per class can run: 4 of each class's 20
+#: are held out from them to validate (early stopping), so the model trains on 16 and the
+#: validation set is a quarter of the training set, not one and a half times it; the test
+#: images are the same. ``--small-validation`` writes it to :data:`SMALL_VAL_RESULTS`.
+SMALL_VAL_PARAMS = {**PARAMS, "val_per_class": 4, "val_from_labelled": True}
+SMALL_VAL_RESULTS = PROJECT / "data" / "results" / "dropout_study_small_val.json"
+
 #: setting -> (its inputs, number of hidden layers)
 SETTINGS = {
     "linear head": ("features", 0),
@@ -87,7 +94,10 @@ class Study:
         train_full, test_full = data.load_dataset(p["dataset"], p["image_size"])
         rest, held_out = data.split(train_full, 0.05, seed=0)
         train = data.per_class(rest, p["images_per_class"], seed=0)
-        val = data.per_class(held_out, p["val_per_class"], seed=0)
+        if p.get("val_from_labelled"):  # validate on some of the labelled images themselves
+            train, val = data.split(train, p["val_per_class"] / p["images_per_class"], seed=0)
+        else:
+            val = data.per_class(held_out, p["val_per_class"], seed=0)
         test = data.per_class(test_full, p["test_per_class"], seed=0)
         extractor_model = models.build_classifier(p["backbone"], train.n_classes, p["image_size"])
         self.train, self.val, self.test = train, val, test
@@ -173,8 +183,14 @@ class Study:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path, help="default: data/results/dropout_study.json")
     parser.add_argument("--seeds", type=int, nargs="+", help="default: the study's seeds")
+    parser.add_argument(
+        "--small-validation",
+        action="store_true",
+        help="the variant validating on 4 of the 20 labelled images per class (SMALL_VAL_PARAMS)"
+        " -> data/results/dropout_study_small_val.json",
+    )
     args = parser.parse_args(argv)
 
     import ftutils
@@ -182,10 +198,11 @@ def main(argv: list[str] | None = None) -> int:
 
     ftutils.setup(seed=0, verbose=False)
     start = time.perf_counter()
-    study = Study().prepare()
+    study = Study(SMALL_VAL_PARAMS if args.small_validation else None).prepare()
+    out = args.out or (SMALL_VAL_RESULTS if args.small_validation else RESULTS)
     command = shlex.join(["python", "scripts/dropout_study.py", *argv])
     made = studies.record(command, study.params, study.weights_description)
-    results = studies.ResultsFile(args.out, made, key=KEY)
+    results = studies.ResultsFile(out, made, key=KEY)
     runs = plan(study.params, args.seeds)
     for i, run in enumerate(runs, start=1):
         if results.has(**dict(zip(KEY, run, strict=True))):
@@ -195,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         scores = " ".join(f"{name}={row[name]:.3f}" for name in ACCURACIES)
         names = " ".join(f"{k}={v}" for k, v in zip(KEY, run, strict=True))
         print(f"[{i}/{len(runs)}] {names}: {scores} ({row['seconds']:.0f} s)", flush=True)
-    print(f"{len(runs)} runs in {time.perf_counter() - start:.0f} s -> {args.out}")
+    print(f"{len(runs)} runs in {time.perf_counter() - start:.0f} s -> {out}")
     return 0
 
 

@@ -152,6 +152,244 @@ def run_one(backbone: str, seed: int, **overrides) -> dict:
     }
 
 
+#: The wider fixed-feature comparison (``--sweep``): every MobileNet whose ImageNet no-top file
+#: the offline Keras cache holds, each at the input size its published accuracy was measured
+#: at (Keras loads the file of that size). ImageNet top-1 (single centre crop) as published
+#: with the checkpoints Keras' MobileNet weights were translated from (the keras.applications
+#: mobilenet module says so): TensorFlow-Slim's tables, tensorflow/models
+#: research/slim/nets/mobilenet_v1.md (MobileNet_v1_<alpha>_<size>) and
+#: research/slim/nets/mobilenet/README.md (mobilenet_v2_1.0_224). These differ from
+#: :data:`IMAGENET_TOP1` (the papers) by at most a point; one source keeps the seven comparable.
+SWEEP = {
+    # name: (constructor, alpha, input size, ImageNet top-1)
+    "mobilenet_025_128": ("MobileNet", 0.25, 128, 0.415),
+    "mobilenet_025_160": ("MobileNet", 0.25, 160, 0.455),
+    "mobilenet_025_192": ("MobileNet", 0.25, 192, 0.477),
+    "mobilenet_025_224": ("MobileNet", 0.25, 224, 0.498),
+    "mobilenet_100_224": ("MobileNet", 1.0, 224, 0.709),
+    "mobilenet_v2_100_224": ("MobileNetV2", 1.0, 224, 0.718),
+}
+SWEEP_SOURCE = (
+    "TensorFlow-Slim checkpoint tables: tensorflow/models research/slim/nets/mobilenet_v1.md "
+    "and research/slim/nets/mobilenet/README.md (single centre crop, ILSVRC-2012 validation)"
+)
+#: For readers online: other keras.applications bases, at 224 px, with Keras' own measured
+#: top-1 (keras.io/api/applications). Not in the offline cache, so not in the committed file.
+SWEEP_ONLINE = {
+    "resnet50_224": ("ResNet50", None, 224, 0.749),
+    "efficientnetb0_224": ("EfficientNetB0", None, 224, 0.771),
+    "densenet121_224": ("DenseNet121", None, 224, 0.750),
+}
+SWEEP_DEFAULT_OUT = PROJECT_DIR / "data" / "results" / "source_model_sweep.json"
+SWEEP_SEEDS = tuple(range(10))
+
+
+def sweep_extractor(name: str):
+    """The ImageNet base ``name`` of :data:`SWEEP` (or :data:`SWEEP_ONLINE`) with its
+    ``preprocess_input`` and global average pooling: images in [0, 255] -> pooled features.
+    Built by Keras' own ``weights="imagenet"`` path, at the size its accuracy was measured."""
+    import keras
+
+    constructor, alpha, size, _ = {**SWEEP, **SWEEP_ONLINE}[name]
+    kwargs = {} if alpha is None else {"alpha": alpha}
+    base = getattr(keras.applications, constructor)(
+        include_top=False, weights="imagenet", input_shape=(size, size, 3), pooling="avg", **kwargs
+    )
+    module = {
+        "MobileNet": keras.applications.mobilenet,
+        "MobileNetV2": keras.applications.mobilenet_v2,
+        "ResNet50": keras.applications.resnet50,
+        "EfficientNetB0": keras.applications.efficientnet,
+        "DenseNet121": keras.applications.densenet,
+    }[constructor]
+    inputs = keras.Input((size, size, 3))
+    return keras.Model(inputs, base(module.preprocess_input(inputs)), name=f"{name}_features")
+
+
+#: The sweep's image pools: features are computed once per base for a pool of training and one
+#: of validation images; each seed draws the study's 100 + 30 per class from them.
+SWEEP_POOLS = {"train_pool_per_class": 150, "val_pool_per_class": 40}
+
+
+def sweep_draw(labels, k: int, seed: int):
+    """Indices of ``k`` images per class of ``labels``, drawn with ``seed``, in label order."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return np.concatenate(
+        [np.sort(rng.choice(np.flatnonzero(labels == c), k, replace=False))
+         for c in np.unique(labels)]
+    )  # fmt: skip
+
+
+#: L2 strengths of the sweep's linear probe, per training image, relative to the mean
+#: squared singular value of the standardized training features; chosen on validation.
+SWEEP_RIDGE = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
+
+
+def ridge_probe(x_train, y_train, x_val, y_val, x_test, y_test, n_classes: int = 10) -> dict:
+    """A linear probe on fixed features: ridge regression onto one-hot labels (a least-squares
+    classifier, closed form: no initialisation, no epochs), features standardized on the
+    training images, its L2 strength picked from :data:`SWEEP_RIDGE` by validation accuracy
+    (ties: the stronger). Kornblith et al. 2019 probe with L2-regularised logistic regression
+    chosen on validation; the least-squares form needs no iterative solver."""
+    import numpy as np
+
+    mean, std = x_train.mean(0), x_train.std(0) + 1e-6
+    z = {k: (x - mean) / std for k, x in (("train", x_train), ("val", x_val), ("test", x_test))}
+    targets = np.eye(n_classes)[y_train]
+    offset = targets.mean(0)
+    u, sv, vt = np.linalg.svd(z["train"], full_matrices=False)
+    scale = np.mean(sv**2)
+    best = None
+    for strength in SWEEP_RIDGE:
+        w = vt.T @ ((sv / (sv**2 + strength * scale))[:, None] * (u.T @ (targets - offset)))
+        val = float(np.mean(np.argmax(z["val"] @ w + offset, 1) == y_val))
+        if best is None or val >= best[0]:
+            best = (val, strength, w)
+    val, strength, w = best
+    test = float(np.mean(np.argmax(z["test"] @ w + offset, 1) == y_test))
+    return {"fixed_val": val, "fixed_test": test, "ridge": strength}
+
+
+def sweep_one(name: str, seeds, **overrides) -> list[dict]:
+    """Fixed-feature test accuracy of base ``name`` on every seed: features computed once for
+    the pools (:data:`SWEEP_POOLS`) and the test images, then per seed a draw of the study's
+    numbers of training and validation images from the pools and a linear probe
+    (:func:`ridge_probe`). One row per seed."""
+    import numpy as np
+
+    from ftutils import data, frozen
+
+    config = {**DEFAULTS, **SWEEP_POOLS, **overrides}
+    started = time.perf_counter()
+    extractor = sweep_extractor(name)
+    train_all, test_all = data.load_fashion_mnist()
+    rest, held_out = data.split(train_all, 0.1, seed=0)
+    pools = {
+        "train": data.per_class(rest, config["train_pool_per_class"], seed=0),
+        "val": data.per_class(held_out, config["val_pool_per_class"], seed=0),
+        "test": data.per_class(test_all, config["test_per_class"], seed=0),
+    }
+    features = {
+        part: frozen.activations(extractor, images, use_disk_cache=False)
+        for part, images in pools.items()
+    }
+    labels = {part: np.asarray(images.labels) for part, images in pools.items()}
+    _, _, size, top1 = {**SWEEP, **SWEEP_ONLINE}[name]
+    rows = []
+    for seed in seeds:
+        pick = {
+            "train": sweep_draw(labels["train"], config["train_per_class"], seed),
+            "val": sweep_draw(labels["val"], config["val_per_class"], seed + 1000),
+        }
+        x = {part: features[part][index] for part, index in pick.items()}
+        y = {part: labels[part][index] for part, index in pick.items()}
+        probe = ridge_probe(x["train"], y["train"], x["val"], y["val"], features["test"],
+                            labels["test"])  # fmt: skip
+        rows.append(
+            {
+                "backbone": name,
+                "seed": seed,
+                "imagenet_top1": top1,
+                "image_size": size,
+                "feature_dim": int(features["test"].shape[1]),
+                **probe,
+            }
+        )
+    seconds = round(time.perf_counter() - started, 1)
+    for row in rows:
+        row["seconds, all seeds"] = seconds
+    return rows
+
+
+def run_sweep(argv: list[str], names, seeds, out: Path, config: dict) -> dict:
+    """Every base of ``names`` on every seed, written to ``out`` after each base."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    about = {
+        "command": "python scripts/source_model_study.py " + " ".join(argv),
+        "parameters": {
+            **{
+                k: config[k]
+                for k in (
+                    "train_per_class",
+                    "val_per_class",
+                    "test_per_class",
+                    "head_epochs",
+                    "head_lr",
+                    "head_patience",
+                    "batch_size",
+                )
+            },
+            "backbones": list(names),
+            "seeds": list(seeds),
+        },  # fmt: skip
+        "imagenet_top1_source": SWEEP_SOURCE,
+        "weights": "ImageNet no-top files from the Keras cache, each at its own input size",
+        "dataset": "Fashion-MNIST (keras.datasets.fashion_mnist), 10 classes, grey 28x28 "
+        "images resized to each base's input size and repeated to RGB",
+        "versions": {
+            "python": platform.python_version(),
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+            "numpy": np.__version__,
+        },
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()}",
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+    rows = []
+    for name in names:
+        rows += sweep_one(name, seeds, **config)
+        mean = np.mean([r["fixed_test"] for r in rows if r["backbone"] == name])
+        print(f"{name:<22} fixed {mean:.3f} ({rows[-1]['seconds, all seeds']:.0f} s)", flush=True)
+        result = {"provenance": about, "runs": rows}
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
+    return result
+
+
+def spearman(x, y) -> float:
+    """Spearman's rank correlation of two equally long sequences (average ranks for ties)."""
+    import numpy as np
+    import pandas as pd
+
+    rx, ry = pd.Series(x).rank().to_numpy(), pd.Series(y).rank().to_numpy()
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def rank_correlation(runs, column: str = "fixed_test", n_boot: int = 2000, seed: int = 0):
+    """Spearman's rho between ImageNet top-1 and the mean of ``column`` over seeds, with
+    its uncertainty: a 95 % interval from resampling the seeds (with replacement, the same
+    seeds for every base: a seed draws the same images for all), and the one-sided
+    permutation p-value of rho under "no relation" (every order of the bases equally likely).
+    ``runs``: a DataFrame with columns backbone, seed, imagenet_top1 and ``column``."""
+    import itertools
+
+    import numpy as np
+
+    wide = runs.pivot(index="seed", columns="backbone", values=column)
+    top1 = runs.groupby("backbone")["imagenet_top1"].first()[wide.columns]
+    rho = spearman(top1, wide.mean())
+    rng = np.random.default_rng(seed)
+    boot = [
+        spearman(top1, wide.iloc[rng.integers(0, len(wide), len(wide))].mean())
+        for _ in range(n_boot)
+    ]
+    perms = [spearman(p, wide.mean()) for p in itertools.permutations(top1.to_numpy())]
+    per_seed = [spearman(top1, wide.loc[s]) for s in wide.index]
+    return {
+        "rho": rho,
+        "interval": tuple(float(q) for q in np.quantile(boot, [0.025, 0.975])),
+        "p_value": float(np.mean(np.asarray(perms) >= rho - 1e-12)),
+        "per_seed": per_seed,
+        "bases": len(top1),
+        "seeds": len(wide),
+    }
+
+
 def provenance(argv: list[str], config: dict, backbones, seeds) -> dict:
     """What produced the results: command, parameters, library versions, machine, date."""
     import keras
@@ -182,7 +420,20 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backbones", nargs="+", default=list(BACKBONES), choices=BACKBONES)
     parser.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_OUT,
+        help="with --sweep the default is data/results/source_model_sweep.json",
+    )
+    parser.add_argument(
+        "--sweep",
+        nargs="*",
+        metavar="BASE",
+        help="the wider fixed-feature comparison instead: the bases given (default: every "
+        f"cached MobileNet, {', '.join(SWEEP)}; online also {', '.join(SWEEP_ONLINE)}), "
+        f"on seeds {SWEEP_SEEDS[0]}-{SWEEP_SEEDS[-1]} unless --seeds",
+    )
     for name, value in DEFAULTS.items():
         parser.add_argument("--" + name.replace("_", "-"), type=type(value), default=value)
     return parser.parse_args(argv)
@@ -195,6 +446,16 @@ def main(argv: list[str] | None = None) -> int:
 
     ftutils.setup(seed=0, verbose=False)
     config = {name: getattr(args, name) for name in DEFAULTS}
+    if args.sweep is not None:
+        names = args.sweep or list(SWEEP)
+        unknown = sorted(set(names) - set(SWEEP) - set(SWEEP_ONLINE))
+        if unknown:
+            raise SystemExit(f"unknown bases {unknown}: choose from {[*SWEEP, *SWEEP_ONLINE]}")
+        seeds = args.seeds if "--seeds" in argv else list(SWEEP_SEEDS)
+        out = args.out if "--out" in argv else SWEEP_DEFAULT_OUT
+        run_sweep(argv, names, seeds, out, config)
+        print(f"wrote {out}")
+        return 0
     rows = []
     for seed in args.seeds:
         for backbone in args.backbones:

@@ -50,3 +50,16 @@ def test_the_longer_budget_starts_as_the_short_one():
             short = runs[study.LONG_SETTING, rate, seed, p["steps"]]
             long = runs[study.LONG_SETTING, rate, seed, p["long_steps"]]
             assert long["val_curve"][: len(short["val_curve"])] == short["val_curve"], (rate, seed)
+
+
+def test_the_small_validation_variant_holds_every_planned_run_once():
+    variant = json.loads(study.SMALL_VAL_RESULTS.read_text())
+    assert_made_by(
+        variant["provenance"],
+        "python scripts/dropout_study.py --small-validation",
+        study.SMALL_VAL_PARAMS,
+    )
+    assert [name(row) for row in variant["runs"]] == study.plan(study.SMALL_VAL_PARAMS)
+    # its validation set is smaller than its training set: 4 of the 20 per class, 16 train
+    p = study.SMALL_VAL_PARAMS
+    assert p["val_per_class"] < p["images_per_class"] - p["val_per_class"]

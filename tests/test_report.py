@@ -43,28 +43,6 @@ def test_over_seeds_prints_mean_and_sample_spread():
     assert report.over_seeds([0.1, 0.2, 0.3]) == "0.200 ± 0.100 (3 seeds)"
 
 
-def test_mean_interval_is_mean_plus_minus_z_standard_errors():
-    low, high = report.mean_interval([0.1, 0.2, 0.3, 0.4], z=2.0)
-    # mean 0.25, sample sd 0.1291, standard error 0.0645
-    assert low == pytest.approx(0.25 - 2 * 0.129099 / 2, abs=1e-5)
-    assert high == pytest.approx(0.25 + 2 * 0.129099 / 2, abs=1e-5)
-    with pytest.raises(ValueError, match="at least 3"):
-        report.mean_interval([0.1, 0.2])
-
-
-def test_mean_above_and_below_use_the_bound_not_the_mean(monkeypatch, capsys):
-    monkeypatch.delenv(report.STRICT_ENV, raising=False)
-    tight = [0.10, 0.11, 0.09, 0.10, 0.10]  # mean 0.10, bound about 0.10 +- 0.006
-    loose = [0.30, -0.10, 0.10, 0.25, -0.05]  # mean 0.10, bound about 0.10 +- 0.16
-    assert report.mean_above("gain", tight, margin=0.05)
-    assert not report.mean_above("gain", loose, margin=0.05)  # the mean clears it, the bound not
-    assert report.mean_below("no gain of 0.15", tight, margin=0.15)
-    assert not report.mean_below("no gain of 0.15", loose, margin=0.15)
-    out = capsys.readouterr().out
-    assert out.count("NOT CONFIRMED") == 2
-    assert "needed low end > 0.050" in out and "needed high end < 0.150" in out
-
-
 @pytest.mark.parametrize(
     ("probability", "df", "expected"),
     [(0.95, 2, 2.919986), (0.95, 4, 2.131847), (0.95, 7, 1.894579), (0.975, 9, 2.262157)],
@@ -73,12 +51,64 @@ def test_t_quantile_matches_the_tables(probability, df, expected):
     assert report.t_quantile(probability, df) == pytest.approx(expected, abs=1e-5)
 
 
-def test_below_uses_the_upper_confidence_bound(monkeypatch, capsys):
+def test_mean_interval_with_z_is_mean_plus_minus_z_standard_errors():
+    low, high = report.mean_interval([0.1, 0.2, 0.3, 0.4], z=2.0)
+    # mean 0.25, sample sd 0.1291, standard error 0.0645
+    assert low == pytest.approx(0.25 - 2 * 0.129099 / 2, abs=1e-5)
+    assert high == pytest.approx(0.25 + 2 * 0.129099 / 2, abs=1e-5)
+
+
+def test_a_one_sided_95_percent_bound_is_the_end_of_the_90_percent_interval(monkeypatch, capsys):
     monkeypatch.delenv(report.STRICT_ENV, raising=False)
     values = [0.0, 0.01, 0.02]  # mean 0.01, sd 0.01: bound 0.01 + 2.92 * 0.01 / sqrt(3) = 0.0269
-    assert report.upper_bound(values) == pytest.approx(0.01 + 2.919986 * 0.01 / 3**0.5, abs=1e-6)
-    assert report.below("small", values, 0.03) is True
-    assert report.below("small", values, 0.02) is False  # the mean is below, its bound is not
-    assert "upper 95% bound 0.027, needed < 0.020" in capsys.readouterr().out
-    with pytest.raises(ValueError, match="at least 3"):
-        report.upper_bound([0.0, 0.01])
+    assert report.mean_interval(values, 0.90)[1] == pytest.approx(0.01 + 2.919986 * 0.01 / 3**0.5)
+    assert report.mean_bound("small", values, less_than=0.03, confidence=0.90) is True
+    assert report.mean_bound("small", values, less_than=0.02, confidence=0.90) is False
+    assert "90% interval of the mean [-0.007, +0.027]" in capsys.readouterr().out
+
+
+def test_mean_bound_with_z_uses_the_bound_not_the_mean(monkeypatch, capsys):
+    monkeypatch.delenv(report.STRICT_ENV, raising=False)
+    tight = [0.10, 0.11, 0.09, 0.10, 0.10]  # mean 0.10, bound about 0.10 +- 0.006
+    loose = [0.30, -0.10, 0.10, 0.25, -0.05]  # mean 0.10, bound about 0.10 +- 0.16
+    assert report.mean_bound("gain", tight, more_than=0.05, z=2)
+    assert not report.mean_bound("gain", loose, more_than=0.05, z=2)  # the mean clears it
+    assert report.mean_bound("no gain of 0.15", tight, less_than=0.15, z=2)
+    assert not report.mean_bound("no gain of 0.15", loose, less_than=0.15, z=2)
+    out = capsys.readouterr().out
+    assert out.count("NOT CONFIRMED") == 2 and "mean ± 2 SE [-0.058, +0.258]" in out
+
+
+def test_t_quantile_matches_the_printed_97_5_percent_quantiles():
+    # Student's t, 97.5 % quantiles as printed in every statistics table
+    for df, printed in [(2, 4.303), (4, 2.776), (9, 2.262), (29, 2.045)]:
+        assert report.t_quantile(0.975, df) == pytest.approx(printed, abs=2e-3)
+    assert report.t_quantile(0.95, 4) == pytest.approx(2.132, abs=2e-3)
+    assert report.t_quantile(0.975, 100_000) == pytest.approx(1.960, abs=2e-3)
+    with pytest.raises(ValueError):
+        report.t_quantile(0.4, 4)
+
+
+def test_mean_interval_is_mean_plus_minus_t_standard_errors():
+    values = [0.1, 0.2, 0.3, 0.4, 0.5]  # mean 0.3, sd 0.158, standard error 0.0707
+    low, high = report.mean_interval(values)
+    assert (low, high) == pytest.approx((0.3 - 2.776 * 0.07071, 0.3 + 2.776 * 0.07071), abs=1e-3)
+    with pytest.raises(ValueError):
+        report.mean_interval([0.1, 0.2])
+
+
+def test_mean_bound_holds_only_when_the_whole_interval_clears_the_margin(monkeypatch, capsys):
+    monkeypatch.delenv(report.STRICT_ENV, raising=False)
+    clear = [0.08, 0.1, 0.12, 0.09, 0.11]
+    assert report.mean_bound("above", clear, more_than=0.05)
+    assert not report.mean_bound(
+        "above", clear, more_than=0.09
+    )  # the mean clears it, the interval not
+    assert report.mean_bound("below", clear, less_than=0.15)
+    assert not report.mean_bound("both", clear, more_than=0.0, less_than=0.11)
+    assert "NOT CONFIRMED" in capsys.readouterr().out
+    with pytest.raises(ValueError):
+        report.mean_bound("nothing", clear)
+    monkeypatch.setenv(report.STRICT_ENV, "1")
+    with pytest.raises(AssertionError):
+        report.mean_bound("above", [0.0, 0.1, -0.1, 0.05], more_than=0.0)

@@ -39,3 +39,15 @@ def test_every_run_follows_the_budget_then_convergence_schedule(backbone):
             # it stopped `patience` passes after its best one, or at the cap, never before
             # the budget was spent
             assert passes == min(p["max_epochs"], max(p["budget_epochs"], best + p["patience"]))
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_the_test_accuracy_after_every_pass_matches_the_budget_score(backbone):
+    p = study.PARAMS[backbone]
+    for row in committed(backbone)["runs"]:
+        for method in study.METHODS:
+            curve = row[f"{method}, test_accuracy"]
+            assert len(curve) == len(row[f"{method}, val_accuracy"]), (row["seed"], method)
+            assert study.accuracy_after(row, method, p["budget_epochs"]) == row[f"{method}, budget"]
+            # every run is still training at each of the budgets compared in the notebooks
+            assert max(study.BUDGETS) <= len(curve), (row["seed"], method)

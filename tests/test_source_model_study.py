@@ -50,3 +50,52 @@ def test_one_configuration_matches_the_committed_results():
         assert abs(rerun[key] - row[key]) <= TOLERANCE, (key, rerun[key], row[key])
     assert rerun["feature_dim"] == row["feature_dim"]
     assert rerun["finetuned_parameters"] == row["finetuned_parameters"]
+
+
+SWEEP_RESULTS = PROJECT / "data" / "results" / "source_model_sweep.json"
+
+
+def test_rank_correlation_and_its_uncertainty():
+    import numpy as np
+    import pandas as pd
+
+    study = load_script("source_model_study")
+    assert study.spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert study.spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    rng = np.random.default_rng(0)
+    rows = [
+        {"backbone": f"b{i}", "seed": s, "imagenet_top1": 0.5 + 0.05 * i,
+         "fixed_test": 0.7 + 0.02 * i + 0.001 * rng.normal()}
+        for i in range(5) for s in range(4)
+    ]  # fmt: skip
+    result = study.rank_correlation(pd.DataFrame(rows), n_boot=200)
+    assert result["rho"] == pytest.approx(1.0)
+    assert result["interval"] == pytest.approx((1.0, 1.0))
+    assert result["p_value"] == pytest.approx(1 / 120)  # one order of 5! is as high
+    assert (result["bases"], result["seeds"]) == (5, 4)
+
+
+def test_ridge_probe_separates_what_a_linear_map_separates():
+    import numpy as np
+
+    study = load_script("source_model_study")
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(20, 3))
+    x = rng.normal(size=(600, 20))
+    y = np.argmax(x @ w, axis=1)
+    probe = study.ridge_probe(x[:300], y[:300], x[300:400], y[300:400], x[400:], y[400:], 3)
+    assert probe["fixed_test"] > 0.8 and probe["ridge"] in study.SWEEP_RIDGE
+
+
+@pytest.mark.skipif(not SWEEP_RESULTS.is_file(), reason="no committed sweep")
+def test_the_committed_sweep_is_every_cached_mobilenet_on_every_seed():
+    study = load_script("source_model_study")
+    sweep = json.loads(SWEEP_RESULTS.read_text())
+    assert sweep["provenance"]["command"].startswith("python scripts/source_model_study.py --sweep")
+    runs = {(r["backbone"], r["seed"]): r for r in sweep["runs"]}
+    assert set(runs) == {(b, s) for b in study.SWEEP for s in study.SWEEP_SEEDS}
+    for (backbone, _), row in runs.items():
+        assert row["imagenet_top1"] == study.SWEEP[backbone][3]
+        assert row["image_size"] == study.SWEEP[backbone][2]
+        assert row["ridge"] in study.SWEEP_RIDGE
+        assert 0.1 < row["fixed_test"] <= 1
