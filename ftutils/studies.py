@@ -13,6 +13,7 @@ import importlib.util
 import json
 import os
 import platform
+import re
 import subprocess
 from pathlib import Path
 from types import ModuleType
@@ -88,6 +89,12 @@ def load_script(name: str) -> ModuleType:
     return module
 
 
+def shown_command(command: str) -> str:
+    """``command`` as a notebook prints it: absolute paths (the study's temporary part files)
+    shortened to their file names, so a page shows no one machine's folders."""
+    return re.sub(r"(?<!\S)/\S*/([^/\s]+)", r"\1", command)
+
+
 def summary(made: dict, source: str) -> str:
     """What a notebook prints about a study's results: the file (or "this notebook") they
     come from and the record ``made`` of how they were made."""
@@ -95,7 +102,7 @@ def summary(made: dict, source: str) -> str:
     return "\n".join(
         [
             f"results:  {source}",
-            f"command:  {made['command']}",
+            f"command:  {shown_command(made['command'])}",
             f"ran:      {made['started']} to {made.get('finished', '(not finished)')} UTC",
             f"machine:  {machine['platform']}, {machine['cpus']} CPUs, {machine['note']}",
             "versions: " + ", ".join(f"{k} {v}" for k, v in made["versions"].items()),

@@ -96,3 +96,10 @@ def test_summary_says_where_the_results_come_from_and_how_they_were_made():
     made["finished"] = studies.now()
     text = studies.summary(made, "data/results/x.json")
     assert f"to {made['finished']} UTC" in text and "weights:  ImageNet weights" in text
+
+
+def test_shown_command_keeps_file_names_of_absolute_paths():
+    command = "python scripts/s.py --merge /tmp/part-a.json /work/x/part-b.json --out data/r.json"
+    assert studies.shown_command(command) == (
+        "python scripts/s.py --merge part-a.json part-b.json --out data/r.json"
+    )
