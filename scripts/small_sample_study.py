@@ -97,7 +97,8 @@ class Study:
         self.labelled = {
             s: data.per_class(labelled_pool, max(p["shots"]), seed=s) for s in p["seeds"]
         }
-        in_val = data.shared_images(self.val, held_out)
+        size = p["image_size"]  # a folder's files are decoded to compare pixels
+        in_val = data.shared_images(data.in_memory(self.val, size), data.in_memory(held_out, size))
         rest = held_out.take(np.setdiff1d(np.arange(len(held_out)), in_val))
         self.small_val = {
             s: data.per_class(rest, p["small_val_max"], seed=10_000 + s) for s in p["seeds"]
