@@ -19,7 +19,7 @@ import keras
 import numpy as np
 
 from ftutils import cache, distribute
-from ftutils.config import set_seed
+from ftutils.config import seeded
 from ftutils.data import ImageData, ImageFiles, check_labels, make_dataset
 from ftutils.errors import ResumeError
 
@@ -521,19 +521,22 @@ def fit_budget_then_convergence(
     seed: int,
 ) -> tuple[BudgetThenConvergence, dict]:
     """Compile ``model`` with Adam and train it (batches of 32) under
-    :class:`BudgetThenConvergence`; returns that callback (its two scores) and the history."""
+    :class:`BudgetThenConvergence`; returns that callback (its two scores) and the history.
+
+    The fit draws its shuffles inside :func:`ftutils.config.seeded`: the same ``seed`` gives
+    the same fit, and the caller's generators are left where they were."""
     compile_classifier(model, "adam", learning_rate)
     scores = BudgetThenConvergence(test_xy, budget, patience)
-    set_seed(seed)
-    history = model.fit(
-        *train_xy,
-        validation_data=val_xy,
-        epochs=max_epochs,
-        batch_size=32,
-        shuffle=True,
-        callbacks=[scores],
-        verbose=0,
-    )
+    with seeded(seed):
+        history = model.fit(
+            *train_xy,
+            validation_data=val_xy,
+            epochs=max_epochs,
+            batch_size=32,
+            shuffle=True,
+            callbacks=[scores],
+            verbose=0,
+        )
     return scores, history.history
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import keras
 
 from ftutils import backbones, batchnorm, cache, data, models
-from ftutils.config import CACHE_DIR, set_seed
+from ftutils.config import CACHE_DIR, seeded
 from ftutils.errors import WeightsUnavailableError
 from ftutils.experiments import config_key
 from ftutils.training import TrainingRecord, compile_classifier, fit_classifier
@@ -70,19 +70,19 @@ def source_pretrained_weights(
     """Pretrain ``backbone`` from random weights on the source split; return its base weights.
 
     The weights file is cached under the full configuration (:func:`source_weights_path`), so
-    notebooks that share a configuration pretrain once. Either way the global generators are
-    left seeded with ``seed``: what follows draws the same numbers, cached or not.
+    notebooks that share a configuration pretrain once. The pretraining draws its numbers
+    inside :func:`ftutils.config.seeded`, so the caller's generators are left where they were:
+    what follows draws the same numbers, cached or not.
     """
     path = source_weights_path(backbone, image_size, per_class, epochs, learning_rate, seed)
     if not path.is_file():
         source, _ = data.load_fashion_mnist(list(SOURCE_CLASSES))
         train, val = data.split(data.per_class(source, per_class, seed), 0.2, seed)
-        set_seed(seed)  # the cached weights must not depend on what ran before the call
-        model = models.build_classifier(backbone, len(SOURCE_CLASSES), image_size, weights=None)
-        train_from_scratch(model, train, val, epochs, learning_rate, seed=seed, verbose=verbose)
-        batchnorm.recalibrate(model, train)
+        with seeded(seed):  # the weights do not depend on what ran before the call
+            model = models.build_classifier(backbone, len(SOURCE_CLASSES), image_size, weights=None)
+            train_from_scratch(model, train, val, epochs, learning_rate, seed=seed, verbose=verbose)
+            batchnorm.recalibrate(model, train)
         cache.write_atomically(path, models.base_of(model).save_weights)
-    set_seed(seed)  # and what runs after it must not depend on whether the cache had them
     return path
 
 

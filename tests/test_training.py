@@ -194,10 +194,14 @@ def test_budget_then_convergence_scores_twice_and_keeps_the_lowest_validation_lo
     y = (x[:, 0] > 0).astype("int64")
     train_xy, val_xy, test_xy = (x[:48], y[:48]), (x[48:72], y[48:72]), (x[72:], y[72:])
     model = models.build_head(5, 2, dropout=0.0)
+    config.set_seed(7)
+    untouched = float(np.random.rand()), float(tf.random.uniform(()))
+    config.set_seed(7)
     scores, history = training.fit_budget_then_convergence(
         model, train_xy, val_xy, test_xy,
         learning_rate=0.05, budget=2, patience=2, max_epochs=30, seed=0,
     )  # fmt: skip
+    assert (float(np.random.rand()), float(tf.random.uniform(()))) == untouched
     losses = history["val_loss"]
     assert scores.best_epoch == int(np.argmin(losses)) + 1
     assert len(losses) >= 2 and len(losses) - scores.best_epoch <= 2  # stopped after patience
