@@ -38,8 +38,15 @@ run: $(VENV)/.installed
 # waits for the other (tests/nbval_order.py); `make unit` and `make nbval` run one part.
 NBVAL_ARGS := --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
 	-p tests.nbval_stderr -p tests.nbval_order
+# The notebooks' kernels record the Keras-cache files they read (ftutils.downloads), and the
+# README's offline list must name exactly those (scripts/check_offline_list.py).
+KERAS_FILES_LOG := build/keras-files
+RECORD_KERAS_FILES := FTUTILS_KERAS_FILES_LOG=$(abspath $(KERAS_FILES_LOG))
 test: lint $(VENV)/.installed
-	$(STRICT) $(PY) -m pytest -n $(TEST_JOBS) --dist loadfile --nbval $(NBVAL_ARGS) tests notebooks
+	rm -rf $(KERAS_FILES_LOG)
+	$(STRICT) $(RECORD_KERAS_FILES) $(PY) -m pytest -n $(TEST_JOBS) --dist loadfile --nbval \
+		$(NBVAL_ARGS) tests notebooks
+	$(PY) scripts/check_offline_list.py $(KERAS_FILES_LOG)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check ftutils tests scripts bench notebooks book
@@ -49,7 +56,10 @@ unit: $(VENV)/.installed
 	$(PY) -m pytest -n $(JOBS) --dist loadfile tests
 
 nbval: $(VENV)/.installed
-	$(STRICT) $(PY) -m pytest --nbval $(NBVAL_ARGS) -n $(JOBS) --dist loadfile notebooks
+	rm -rf $(KERAS_FILES_LOG)
+	$(STRICT) $(RECORD_KERAS_FILES) $(PY) -m pytest --nbval $(NBVAL_ARGS) -n $(JOBS) --dist loadfile \
+		notebooks
+	$(PY) scripts/check_offline_list.py $(KERAS_FILES_LOG)
 
 # The GPU-shaped configuration on a CPU: two replicas (logical CPU devices) and bfloat16
 # mixed precision, for the unit tests and two notebooks whose verdicts must still hold, each
@@ -123,6 +133,10 @@ test-folder: $(VENV)/.installed
 # previous/next links, the errata page and the glossary (build/book/index.html). Its
 # packages (requirements-book.txt) are installed only for it.
 $(VENV)/.book-installed: $(VENV)/.installed requirements-book.txt
+	@$(PY) -c 'import sys; sys.exit(sys.version_info[:2] < (3, 11))' || { echo "make book needs" \
+		"Python 3.11 or newer (Sphinx 8.2, sphinx-book-theme 1.3+); the venv has" \
+		"$$($(PY) -c 'import platform; print(platform.python_version())'): remove .venv and run" \
+		"make book PYTHON=python3.12"; exit 1; }
 	$(PY) -m pip install -r requirements-book.txt
 	touch $@
 

@@ -22,7 +22,7 @@ from unittest import mock
 import keras
 import numpy as np
 
-from ftutils import alexnet, batchnorm
+from ftutils import alexnet, batchnorm, downloads
 from ftutils.config import keras_home
 from ftutils.errors import BackboneError, WeightsUnavailableError
 
@@ -122,12 +122,14 @@ def imagenet_weights_path(name: str) -> Path:
         raise WeightsUnavailableError(f"{name!r}: {alexnet.NO_WEIGHTS}")
     cached = keras_home() / "models" / entry.weights_file
     if cached.is_file():
+        downloads.note_used(cached)
         return cached
     print(
         f"{entry.weights_file} is not in the Keras cache: downloading it (~{entry.download_mb} MB)"
     )
     try:
-        with contextlib.redirect_stdout(io.StringIO()):  # Keras' own URL line and progress bar
+        # Keras' own URL line and progress bar are not printed; a stalled connection fails
+        with contextlib.redirect_stdout(io.StringIO()), downloads.timeout():
             path = Path(
                 keras.utils.get_file(
                     entry.weights_file,
@@ -149,6 +151,7 @@ def imagenet_weights_path(name: str) -> Path:
             "corrupted download); it was deleted: run again to download it anew, or copy the "
             "file into $KERAS_HOME/models/ from a machine that has it"
         )
+    downloads.note_used(path)
     return path
 
 

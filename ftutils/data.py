@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
+from ftutils import downloads
 from ftutils.config import keras_home
 from ftutils.errors import DataError
 
@@ -28,6 +29,12 @@ FASHION_MNIST_CLASSES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 )  # fmt: skip
+#: What ``keras.datasets.fashion_mnist`` keeps in ``$KERAS_HOME/datasets/fashion-mnist/``.
+FASHION_MNIST_FILES = tuple(
+    f"{part}-{kind}-ubyte.gz"
+    for part in ("train", "t10k")
+    for kind in ("labels-idx1", "images-idx3")
+)
 #: The files an image folder's scan takes and ``python -m ftutils predict`` reads: the formats
 #: ``tf.io.decode_image`` decodes.
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"}
@@ -152,13 +159,16 @@ def load_fashion_mnist(classes: list[int] | None = None) -> tuple[ImageData, Ima
     ``[0, 1, 2, 3, 4]`` is the book's source split, ``[5, 6, 7, 8, 9]`` its target split.
     """
     try:
-        (x_train, y_train), (x_test, y_test) = keras.datasets.fashion_mnist.load_data()
+        with downloads.timeout():
+            (x_train, y_train), (x_test, y_test) = keras.datasets.fashion_mnist.load_data()
     except Exception as exc:  # keras raises a bare Exception when a download fails
         raise DataError(
             f"Fashion-MNIST is not in the Keras cache ({keras_home() / 'datasets'}) and cannot "
             f"be downloaded ({exc}). Online it downloads once (~30 MB); offline, copy a "
             "prepared cache and set KERAS_HOME (README, 'Offline use')."
         ) from None
+    for name in FASHION_MNIST_FILES:
+        downloads.note_used(keras_home() / "datasets" / "fashion-mnist" / name)
     names = FASHION_MNIST_CLASSES
     train = ImageData(x_train, y_train.astype("int64"), names)
     test = ImageData(x_test, y_test.astype("int64"), names)
@@ -507,7 +517,8 @@ def _decode(file: Path, image_size: int) -> np.ndarray | None:
 def load_tf_flowers(image_size: int, test_fraction: float = 0.2) -> tuple[ImageData, ImageData]:
     """tf_flowers (3,670 photos, 5 classes, ~220 MB) downloaded once into the Keras cache."""
     try:
-        archive = keras.utils.get_file("flower_photos", origin=FLOWERS_URL, extract=True)
+        with downloads.timeout():
+            archive = keras.utils.get_file("flower_photos", origin=FLOWERS_URL, extract=True)
     except Exception as exc:
         raise DataError(
             f"tf_flowers is not in the Keras cache and cannot be downloaded ({exc}); it needs "
