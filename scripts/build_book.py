@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
-CONTENT = ["README.md", "README.zh.md", "LICENSE", "docs"]
+CONTENT = ["README.md", "README.zh.md", "CONTRIBUTING.md", "CHANGELOG.md", "LICENSE", "docs"]
 VERDICT_PREFIXES = ("CONFIRMED", "NOT CONFIRMED")
 
 

@@ -1,6 +1,8 @@
 """The package itself: the versions it accepts, and modules that import without a cycle."""
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -56,3 +58,10 @@ def test_the_modules_import_each_other_without_a_cycle():
 
     cycles = [c for c in (cycle_from(name, []) for name in sorted(graph)) if c]
     assert not cycles, " -> ".join(cycles[0])
+
+
+def test_the_ftutils_command_is_installed_beside_python():
+    command = Path(sys.executable).with_name("ftutils")
+    assert command.is_file(), f"{command} missing: reinstall the package (pip install -e .)"
+    result = subprocess.run([command, "finetune", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "--backbone" in result.stdout
