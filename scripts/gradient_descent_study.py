@@ -1,7 +1,9 @@
 """§3.2's loop on five seeds: its stopping rule as a rule, and the loop training a backbone layer.
 
-    python scripts/gradient_descent_study.py --part rules  # -> data/results/gradient_descent_rules.json
-    python scripts/gradient_descent_study.py --part layer  # -> data/results/gradient_descent_layer.json
+    python scripts/gradient_descent_study.py --part rules  # -> gradient_descent_rules.json
+    python scripts/gradient_descent_study.py --part layer  # -> gradient_descent_layer.json
+
+Both write to data/results/.
 
 Fashion-MNIST at 96 px through the frozen ImageNet MobileNetV2, as in
 ``03_2_gradient_descent.ipynb``: a pool of 130 images per class, split anew by every seed into
@@ -37,7 +39,10 @@ from pathlib import Path
 import numpy as np
 
 PROJECT = Path(__file__).resolve().parent.parent
-RESULTS = {part: PROJECT / "data" / "results" / f"gradient_descent_{part}.json" for part in ("rules", "layer")}
+RESULTS = {
+    part: PROJECT / "data" / "results" / f"gradient_descent_{part}.json"
+    for part in ("rules", "layer")
+}
 
 PARAMS = {
     "dataset": "fashion_mnist",
@@ -87,7 +92,9 @@ def rule_outcomes(loss, val_loss, test, params: dict) -> dict:
         "early stopping": kept(stopped, best),
         "fixed budget": kept(last),
     }
-    out["threshold grid"] = [kept(stopping.threshold_stop(loss, t, None)) for t in p["threshold_grid"]]
+    out["threshold grid"] = [
+        kept(stopping.threshold_stop(loss, t, None)) for t in p["threshold_grid"]
+    ]
     out["tol grid"] = [kept(stopping.threshold_stop(loss, None, t)) for t in p["tol_grid"]]
     return out
 
@@ -169,23 +176,44 @@ class Study:
     def __init__(self, params: dict | None = None):
         self.params = json.loads(json.dumps(PARAMS if params is None else params))
 
-    def prepare(self) -> Study:
+    def prepare(self, pool=None, test=None, extractor=None) -> Study:
+        """Load the pool, the test images and the pooled features. A notebook that loaded
+        them already (with the same parameters) passes its ``pool``, ``test`` and
+        ``extractor``. The activations below the layer are computed by :meth:`layer` only."""
         from ftutils import backbones, data, frozen, models
 
         p = self.params
-        train_all, test_all = data.load_dataset(p["dataset"], p["image_size"])
-        pool = data.per_class(train_all, p["images_per_class"] + p["val_per_class"], seed=p["seeds"][0])
-        test = data.per_class(test_all, p["test_per_class"], seed=0)
-        self.n_classes, self.pool_labels, self.test_labels = pool.n_classes, pool.labels, test.labels
-        self.extractor = models.build_classifier(p["backbone"], pool.n_classes, p["image_size"])
-        self.x_pool, self.x_test = (frozen.extract_features(self.extractor, d) for d in (pool, test))
-        self.below = frozen.cut(self.extractor, p["layer"]).lower
-        self.a_pool, self.a_test = (frozen.activations(self.below, d) for d in (pool, test))
+        if pool is None:
+            train_all, test_all = data.load_dataset(p["dataset"], p["image_size"])
+            pool = data.per_class(train_all, p["images_per_class"] + p["val_per_class"],
+                                  seed=p["seeds"][0])  # fmt: skip
+            test = data.per_class(test_all, p["test_per_class"], seed=0)
+            extractor = models.build_classifier(p["backbone"], pool.n_classes, p["image_size"])
+        self.pool, self.test, self.extractor = pool, test, extractor
+        self.n_classes, self.pool_labels, self.test_labels = (
+            pool.n_classes,
+            pool.labels,
+            test.labels,
+        )
+        self.x_pool, self.x_test = (frozen.extract_features(extractor, d) for d in (pool, test))
         self.splits = {s: data.holdout_indices(pool.labels, pool.n_classes, p["val_per_class"], s)
                        for s in p["seeds"]}  # fmt: skip
         weights = backbones.imagenet_weights_path(p["backbone"]).name
-        self.weights_description = f"ImageNet {p['backbone']} ({weights}), {p['image_size']}-px base"
+        self.weights_description = (
+            f"ImageNet {p['backbone']} ({weights}), {p['image_size']}-px base"
+        )
         return self
+
+    def below_layer(self):
+        """The activations below ``layer`` of the pool and the test images (computed once)."""
+        from ftutils import frozen
+
+        if not hasattr(self, "a_pool"):
+            below = frozen.cut(self.extractor, self.params["layer"]).lower
+            self.a_pool, self.a_test = (
+                frozen.activations(below, d) for d in (self.pool, self.test)
+            )
+        return self.a_pool, self.a_test
 
     def rules(self, alpha: float) -> dict:
         """Every seed's curves at ``alpha`` and what each stopping rule makes of them."""
@@ -198,8 +226,12 @@ class Study:
         per_seed = []
         for s, seed in enumerate(p["seeds"]):
             outcome = rule_outcomes(loss[:, s], val_loss[:, s], test[:, s], p)
-            outcome.update(seed=seed, budget_val_accuracy=float(val_acc[-1, s]),
-                           start_loss=float(loss[0, s]), highest_loss=float(loss[:, s].max()))  # fmt: skip
+            outcome.update(
+                seed=seed,
+                budget_val_accuracy=float(val_acc[-1, s]),
+                start_loss=float(loss[0, s]),
+                highest_loss=float(loss[:, s].max()),
+            )
             per_seed.append(outcome)
         return {"part": "rules", "run": alpha, "seeds": per_seed,
                 "seconds": round(time.perf_counter() - start, 1)}  # fmt: skip
@@ -212,9 +244,10 @@ class Study:
         from ftutils.scratch import losses, optimizers
 
         p = self.params
+        a_pool, a_test = self.below_layer()
         train_index, val_index = self.splits[seed]
         y = np.eye(self.n_classes, dtype="float32")[self.pool_labels[train_index]]
-        a_train, a_val = self.a_pool[train_index], self.a_pool[val_index]
+        a_train, a_val = a_pool[train_index], a_pool[val_index]
         base = models.base_of(self.extractor)
         row = {"part": "layer", "run": seed}
         for arm in ARMS:
@@ -224,10 +257,10 @@ class Study:
                 if arm == "head only":  # the layer is fixed: its pooled output once, then the head
                     variables, inputs = [top.W, top.b], top.features(a_train)
                     logits = lambda x, top=top: x @ top.W + top.b  # noqa: E731
-                    val_inputs, test_inputs = top.features(a_val), top.features(self.a_test)
+                    val_inputs, test_inputs = top.features(a_val), top.features(a_test)
                 else:
                     variables, inputs, logits = [top.K, top.W, top.b], a_train, top.logits
-                    val_inputs, test_inputs = a_val, self.a_test
+                    val_inputs, test_inputs = a_val, a_test
                 start = time.perf_counter()
                 optimizers.gradient_descent(
                     lambda xb, yb, logits=logits: tf.reduce_mean(
@@ -250,7 +283,9 @@ class Study:
 def chosen_alpha(rule_runs: list[dict]) -> float:
     """The learning rate of the ``rules`` part with the highest mean validation accuracy at the
     fixed budget."""
-    return max(rule_runs, key=lambda r: np.mean([s["budget_val_accuracy"] for s in r["seeds"]]))["run"]
+    return max(rule_runs, key=lambda r: np.mean([s["budget_val_accuracy"] for s in r["seeds"]]))[
+        "run"
+    ]
 
 
 def layer_choice(layer_runs: list[dict], arm: str) -> str:
