@@ -42,3 +42,24 @@ def early_stop(val_losses: Sequence[float], patience: int) -> tuple[int, int]:
         elif step - best >= patience:
             return step, best
     return val_losses.size - 1, best
+
+
+def threshold_stop(losses: Sequence[float], threshold: float | None, tol: float | None) -> int:
+    """The article's rule in full (§3.2, "直到损失函数停止下降或达到预定阈值"): the first step
+    whose training loss is at or below ``threshold``, or fell by less than ``tol`` from the
+    step before, whichever comes first; the last step when neither happens. ``None`` leaves
+    that half of the rule out (``threshold_stop(losses, None, tol)`` is
+    :func:`tolerance_stop`). ``losses[0]`` is the loss at the start.
+    """
+    if threshold is None and tol is None:
+        raise ValueError("give a threshold, a tolerance or both")
+    losses = np.asarray(losses, dtype=float)
+    if losses.ndim != 1 or losses.size < 2:
+        raise ValueError(f"need a 1-D curve of at least 2 losses, got shape {losses.shape}")
+    last = losses.size - 1
+    reached = last
+    if threshold is not None:
+        below = np.flatnonzero(losses[1:] <= threshold)
+        reached = int(below[0]) + 1 if below.size else last
+    flat = tolerance_stop(losses, tol) if tol is not None else last
+    return min(reached, flat)

@@ -65,3 +65,21 @@ def test_tolerance_refuses_what_is_not_a_curve(bad):
 def test_early_stop_refuses_no_patience():
     with pytest.raises(ValueError):
         stopping.early_stop([1.0, 0.5], 0)
+
+
+def test_threshold_stops_at_the_first_loss_at_or_below_it():
+    losses = [5.0, 3.0, 2.0, 1.0, 0.5]
+    assert stopping.threshold_stop(losses, 1.0, None) == 3
+    assert stopping.threshold_stop(losses, 0.1, None) == 4  # never reached: the whole budget
+
+
+def test_threshold_and_tolerance_whichever_comes_first():
+    losses = [5.0, 3.0, 2.9, 1.0, 0.5]  # 3.0 -> 2.9 fell by 0.1
+    assert stopping.threshold_stop(losses, 1.0, 0.5) == 2  # the flat step comes first
+    assert stopping.threshold_stop(losses, 3.0, 0.5) == 1  # the threshold comes first
+    assert stopping.threshold_stop(losses, None, 0.5) == stopping.tolerance_stop(losses, 0.5)
+
+
+def test_threshold_needs_one_of_its_halves():
+    with pytest.raises(ValueError):
+        stopping.threshold_stop([2.0, 1.0], None, None)
