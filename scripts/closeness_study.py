@@ -206,6 +206,44 @@ class Study:
         return row
 
 
+def chosen_rates(runs: list[dict]) -> dict[str, str]:
+    """For each source, the fine-tuning rate (a key of ``finetune_val``) whose validation
+    accuracy is highest on the mean over the seeds: the choice is made on validation only."""
+    rates = {}
+    for name in dict.fromkeys(r["source"] for r in runs):
+        rows = [r for r in runs if r["source"] == name]
+        means = {
+            lr: np.mean([r["finetune_val"][lr] for r in rows]) for lr in rows[0]["finetune_val"]
+        }
+        rates[name] = max(means, key=means.get)
+    return rates
+
+
+def per_seed(runs: list[dict]):
+    """One row per (source, seed): fixed features' and fine-tuning's accuracies (fine-tuning
+    at the source's rate from :func:`chosen_rates`) and fine-tuning's advantage on test."""
+    import pandas as pd
+
+    rates = chosen_rates(runs)
+    frame = pd.DataFrame(
+        [
+            {
+                "source": r["source"],
+                "seed": r["seed"],
+                "source_test": r["source_test"],
+                "rate": rates[r["source"]],
+                "features_val": r["features_val"],
+                "finetune_val": r["finetune_val"][rates[r["source"]]],
+                "features_test": r["features_test"],
+                "finetune_test": r["finetune_test"][rates[r["source"]]],
+            }
+            for r in runs
+        ]
+    )
+    frame["advantage"] = frame["finetune_test"] - frame["features_test"]
+    return frame.set_index(["source", "seed"]).sort_index()
+
+
 def plan(params: dict, seeds=None, sources=None) -> list[tuple[str, int]]:
     """(source, seed) of every run, in order: for each seed every source."""
     return [

@@ -72,3 +72,23 @@ def test_the_committed_file_says_how_it_was_made_and_holds_every_run():
     assert about["configuration"]["replicas"] == 1
     stored = [(r["source"], r["seed"]) for r in committed["runs"]]
     assert sorted(stored) == sorted(study.plan(about["parameters"]))
+
+
+def test_the_rate_is_chosen_on_validation_and_the_advantage_is_fine_tuning_minus_features():
+    study = load_script("closeness_study")
+    runs = [
+        {
+            "source": "near",
+            "seed": seed,
+            "source_test": 0.9,
+            "features_val": 0.5,
+            "features_test": 0.6,
+            "finetune_val": {"0.0001": 0.7, "0.001": val},
+            "finetune_test": {"0.0001": 0.9, "0.001": 0.65},
+        }
+        for seed, val in ((0, 0.8), (1, 0.75))
+    ]
+    assert study.chosen_rates(runs) == {"near": "0.001"}  # validation, not the better test
+    frame = study.per_seed(runs)
+    assert list(frame["finetune_test"]) == [0.65, 0.65]
+    assert np.allclose(frame["advantage"], 0.05)
