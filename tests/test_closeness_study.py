@@ -18,6 +18,7 @@ TINY = {
     "steps": 4,
     "head_steps": 2,
     "batch_size": 5,
+    "finetune_lrs": [1e-3],
     "seeds": [0],
 }
 
@@ -39,8 +40,9 @@ def test_a_tiny_study_runs_writes_every_result_and_resumes(tmp_path):
     study = load_script("closeness_study")
     params = {**study.PARAMS, **TINY}
     out = tmp_path / "closeness.json"
-    runs = study.plan(params, sources=["same", "far"])
-    assert runs == [("same", 0), ("far", 0)]
+    runs = study.plan(params, sources=["far"])  # the source with the most code of its own
+    assert runs == [("far", 0)]
+    assert study.plan(params) == [("same", 0), ("near", 0), ("far", 0), ("none", 0)]
     made = study.run_to_file(out, params, runs, "test")
     assert [(r["source"], r["seed"]) for r in made["runs"]] == runs
     for row in made["runs"]:
