@@ -71,15 +71,14 @@ def runs_of(params: dict) -> list[str]:
 
 
 def imbalanced_counts(params: dict, rare: list[int], n_classes: int) -> np.ndarray:
-    """Images per class of the imbalanced set: ``ratio`` times fewer in the ``rare`` classes,
-    as many in all as the balanced set (``total_per_class`` x classes)."""
+    """Images per class of the imbalanced set: ``ratio`` times fewer (at least one) in the
+    ``rare`` classes, about as many in all as the balanced set (``total_per_class`` x classes;
+    exactly as many with the study's parameters: 5 x 200 + 5 x 20 = 10 x 110)."""
     total = params["total_per_class"] * n_classes
     n_rare = len(rare)
     common = total * params["ratio"] // (params["ratio"] * (n_classes - n_rare) + n_rare)
     counts = np.full(n_classes, common)
-    counts[rare] = common // params["ratio"]
-    if counts.sum() != total:
-        raise ValueError(f"{counts.tolist()} do not add up to {total}: choose other sizes")
+    counts[rare] = max(1, common // params["ratio"])
     return counts
 
 
@@ -188,12 +187,14 @@ class Study:
             rare_set, method = run[len("rare ") :].split(": ")
             counts = imbalanced_counts(p, p["rare"][rare_set], self.n_classes)
             chosen = np.concatenate([o[:n] for o, n in zip(order, counts, strict=True)])
-            if method == "oversampling":
+            if method == "oversampling":  # every image of a class repeated max / n_c times
                 repeats = counts.max() // counts
-                chosen = np.concatenate([np.repeat(o[:n], r)
-                                         for o, n, r in zip(order, counts, repeats, strict=True)])  # fmt: skip
+                parts = zip(order, counts, repeats, strict=True)
+                chosen = np.concatenate([np.repeat(o[:n], r) for o, n, r in parts])
             labels = self.pool.labels[chosen]
-            weights = balanced_weights(labels, self.n_classes) if method == "class weights" else None
+            weights = (
+                balanced_weights(labels, self.n_classes) if method == "class weights" else None
+            )
             return self.features(chosen), labels, weights
         method = run[len("richness: ") :]
         n, k = p["richness_per_class"], p["originals"]
@@ -233,6 +234,59 @@ class Study:
             "per_class": per_class_accuracy(predicted, self.test.labels, self.n_classes),
             "seconds": round(time.perf_counter() - start, 1),
         }
+
+
+def per_run(rows: list[dict]) -> dict[str, np.ndarray]:
+    """Every run's per-class test accuracies, one row per seed (seeds in order)."""
+    table: dict[str, dict[int, list[float]]] = {}
+    for row in rows:
+        table.setdefault(row["run"], {})[row["seed"]] = row["per_class"]
+    return {run: np.array([by_seed[s] for s in sorted(by_seed)]) for run, by_seed in table.items()}
+
+
+def imbalance_summary(rows: list[dict], params: dict) -> dict[str, dict[str, np.ndarray]]:
+    """Per method (balanced, imbalanced, class weights, oversampling), over seeds:
+
+    - ``when rare`` / ``when common`` (seeds x classes): a class's test accuracy in the run
+      where it is rare (common), from the two halves of the classes being rare in turn (the
+      balanced run: its own accuracy in both);
+    - ``rare`` / ``common``: their mean over classes (per seed);
+    - ``balanced accuracy``: the mean accuracy over all classes, averaged over the two
+      imbalanced runs (a balanced test set's accuracy);
+    - ``at training proportions``: the accuracy on a test set with the imbalanced set's class
+      proportions (each class's accuracy weighted by its share), averaged over the two runs.
+    """
+    runs = per_run(rows)
+    n_classes = runs["balanced"].shape[1]
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for method in ("balanced", *IMBALANCE_METHODS):
+        rare = np.zeros_like(runs["balanced"])
+        common = np.zeros_like(runs["balanced"])
+        overall, proportional = [], []
+        for name, classes in params["rare"].items():
+            accuracy = runs["balanced" if method == "balanced" else f"rare {name}: {method}"]
+            rare[:, classes] = accuracy[:, classes]
+            others = np.setdiff1d(np.arange(n_classes), classes)
+            common[:, others] = accuracy[:, others]
+            share = imbalanced_counts(params, classes, n_classes)
+            overall.append(accuracy.mean(axis=1))
+            proportional.append(accuracy @ (share / share.sum()))
+        out[method] = {
+            "when rare": rare,
+            "when common": common,
+            "rare": rare.mean(axis=1),
+            "common": common.mean(axis=1),
+            "balanced accuracy": np.mean(overall, axis=0),
+            "at training proportions": np.mean(proportional, axis=0),
+        }
+    return out
+
+
+def richness_summary(rows: list[dict]) -> dict[str, np.ndarray]:
+    """Per richness method, the test accuracy (mean over the balanced test set's classes) of
+    every seed."""
+    runs = per_run(rows)
+    return {m: runs[f"richness: {m}"].mean(axis=1) for m in RICHNESS_METHODS}
 
 
 def main(argv: list[str] | None = None) -> int:
