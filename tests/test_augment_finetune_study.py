@@ -56,7 +56,8 @@ def test_the_augmented_pool_is_the_clean_images_then_their_copies():
 
 def test_the_study_runs_at_a_tiny_configuration():
     tiny = {"images_per_class": 2, "val_per_class": 1, "test_per_class": 1, "views": 1,
-            "head_steps": 2, "finetune_steps": 2, "check_every": 1, "batch_size": 4}  # fmt: skip
+            "head_steps": 2, "finetune_steps": 2, "check_every": 1, "batch_size": 4,
+            "image_size": 32}  # fmt: skip
     row = study.Study({**study.PARAMS, **tiny}).prepare().run(0)
     assert row["with"]["training examples"] == 2 * row["without"]["training examples"] == 40
     for arm in study.ARMS:
