@@ -1,6 +1,6 @@
 """Noisy target labels and the choice of loss (§3.1): the seeds too many for notebook 03_1.
 
-    python scripts/label_noise_study.py               # every run -> data/results/label_noise_study.json
+    python scripts/label_noise_study.py     # every run -> data/results/label_noise_study.json
     python scripts/label_noise_study.py --seeds 0 --out /tmp/noise.json
 
 The setting of ``03_1_loss_functions.ipynb``: Fashion-MNIST at 96 px through a frozen ImageNet
@@ -154,11 +154,14 @@ class Study:
         optimizer = keras.optimizers.Adam(p["learning_rate"])
         optimizer.build([W, b])
         l2 = tf.constant([s["l2"] for s in specs], tf.float32)
+        members = {
+            name: [i for i, s in enumerate(specs) if s["loss"] == name] for name in p["losses"]
+        }
         groups = [
-            (loss_on_logits(name, constants), tf.constant([i for i, s in enumerate(specs) if s["loss"] == name]))
+            (loss_on_logits(name, constants), tf.constant(members[name]))
             for name, constants in p["losses"].items()
-            if any(s["loss"] == name for s in specs)
-        ]  # fmt: skip
+            if members[name]
+        ]
         n, size = int(x.shape[0]), p["batch_size"]
         steps = -(-n // size)
 
@@ -234,9 +237,8 @@ def main(argv: list[str] | None = None) -> int:
         row["seconds"] = round(time.perf_counter() - began, 1)
         results.save(row)
         top = max(study.params["noise_levels"])
-        scores = " ".join(
-            f"{h['loss']} {h['test_accuracy']:.3f}" for h in row["heads"] if h["noise"] == top and h["l2"] == 0
-        )  # fmt: skip
+        at_top = [h for h in row["heads"] if h["noise"] == top and h["l2"] == 0]
+        scores = " ".join(f"{h['loss']} {h['test_accuracy']:.3f}" for h in at_top)
         print(
             f"[{i}/{len(seeds)}] seed={seed}, {top:.0%} noise: {scores} ({row['seconds']:.0f} s)",
             flush=True,
