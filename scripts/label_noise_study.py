@@ -93,6 +93,14 @@ def loss_on_logits(name: str, constants: dict):
     raise ValueError(f"unknown loss {name!r}")
 
 
+def weights_description(params: dict) -> str:
+    """The weights the study ran on, as its provenance records them."""
+    from ftutils import backbones
+
+    weights = backbones.imagenet_weights_path(params["backbone"]).name
+    return f"ImageNet {params['backbone']} ({weights}), {params['image_size']} px"
+
+
 class Study:
     """Pooled features and labels, and one seed's heads (:meth:`run`)."""
 
@@ -101,7 +109,7 @@ class Study:
 
     def prepare(self) -> Study:
         """Load the images and compute (or read from the disk cache) their features."""
-        from ftutils import backbones, data, frozen, models
+        from ftutils import data, frozen, models
 
         p = self.params
         train_all, test_all = data.load_dataset(p["dataset"], p["image_size"])
@@ -109,8 +117,7 @@ class Study:
         test = data.per_class(test_all, p["test_per_class"], seed=0)
         extractor = models.build_classifier(p["backbone"], pool.n_classes, p["image_size"])
         x_pool, x_test = (frozen.extract_features(extractor, d) for d in (pool, test))
-        weights = backbones.imagenet_weights_path(p["backbone"]).name
-        self.weights_description = f"ImageNet {p['backbone']} ({weights}), {p['image_size']} px"
+        self.weights_description = weights_description(p)
         return self.with_features(x_pool, pool.labels, x_test, test.labels, pool.n_classes)
 
     def with_features(self, x_pool, pool_labels, x_test, test_labels, n_classes: int) -> Study:

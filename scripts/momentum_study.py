@@ -90,6 +90,14 @@ def curve_measures(curve: np.ndarray) -> dict:
     }
 
 
+def weights_description(params: dict) -> str:
+    """The weights the study ran on, as its provenance records them."""
+    from ftutils import backbones
+
+    weights = backbones.imagenet_weights_path(params["backbone"]).name
+    return f"ImageNet {params['backbone']} ({weights}), {params['image_size']} px"
+
+
 class Study:
     """Pooled features and labels, and one (alpha, optimiser) over all seeds (:meth:`run`)."""
 
@@ -98,14 +106,13 @@ class Study:
 
     def prepare(self) -> Study:
         """Load the images and compute (or read from the disk cache) their features."""
-        from ftutils import backbones, data, frozen, models
+        from ftutils import data, frozen, models
 
         p = self.params
         train_all, _ = data.load_dataset(p["dataset"], p["image_size"])
         pool = data.per_class(train_all, p["images_per_class"] + p["val_per_class"], seed=0)
         extractor = models.build_classifier(p["backbone"], pool.n_classes, p["image_size"])
-        weights = backbones.imagenet_weights_path(p["backbone"]).name
-        self.weights_description = f"ImageNet {p['backbone']} ({weights}), {p['image_size']} px"
+        self.weights_description = weights_description(p)
         return self.with_features(frozen.extract_features(extractor, pool), pool.labels)
 
     def with_features(self, x_pool, pool_labels, seeds: list[int] | None = None) -> Study:
