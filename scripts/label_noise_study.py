@@ -78,18 +78,29 @@ def loss_on_logits(name: str, constants: dict):
 
     from ftutils.scratch import losses
 
-    if name == "cross-entropy":
-        return losses.cross_entropy_from_logits
-    if name == "MAE":  # mean over classes of |p - y|: 2 (1 - p_true) / K for a one-hot y
-        return lambda y, z: tf.reduce_mean(tf.abs(losses.softmax(z) - y), axis=-1)
-    if name == "GCE":  # (1 - p_true^q) / q: cross-entropy as q -> 0, MAE-like at q = 1
+    def mae(y, z):  # mean over classes of |p - y|: 2 (1 - p_true) / K for a one-hot y
+        return tf.reduce_mean(tf.abs(losses.softmax(z) - y), axis=-1)
+
+    def gce(y, z):  # (1 - p_true^q) / q: cross-entropy as q -> 0, MAE-like at q = 1
         q = constants["q"]
-        return lambda y, z: (1 - tf.reduce_sum(y * losses.softmax(z), axis=-1) ** q) / q
-    if name == "label smoothing":
+        return (1 - tf.reduce_sum(y * losses.softmax(z), axis=-1) ** q) / q
+
+    def smoothed(y, z):
         eps = constants["epsilon"]
-        return lambda y, z: losses.cross_entropy_from_logits(y * (1 - eps) + eps / y.shape[-1], z)
-    if name == "Huber":
-        return lambda y, z: losses.huber(y, losses.softmax(z), constants["delta"])
+        return losses.cross_entropy_from_logits(y * (1 - eps) + eps / y.shape[-1], z)
+
+    def huber(y, z):
+        return losses.huber(y, losses.softmax(z), constants["delta"])
+
+    known = {
+        "cross-entropy": losses.cross_entropy_from_logits,
+        "MAE": mae,
+        "GCE": gce,
+        "label smoothing": smoothed,
+        "Huber": huber,
+    }
+    if name in known:
+        return known[name]
     raise ValueError(f"unknown loss {name!r}")
 
 
