@@ -2,6 +2,7 @@
 
     python scripts/batch_epochs_study.py        # -> data/results/batch_epochs_study.json
     python scripts/batch_epochs_study.py --out /tmp/x.json --seeds 0 --batch-sizes 32
+    python scripts/batch_epochs_study.py --merge /tmp/a.json /tmp/b.json   # parts run apart
 
 The fine-tune of ``depth_study.py``'s optimizer experiment: MobileNetV2 (ImageNet weights) at
 96 px on Fashion-MNIST, 100 training images per class, 50 validation images per class, the
@@ -190,18 +191,46 @@ def run_to_file(out: Path, params: dict, todo: list, command: str) -> None:
                   f"the end, {sum(row['epoch_seconds']):.0f} s", flush=True)  # fmt: skip
 
 
+def merge(parts: list[Path], out: Path, command: str, note: str = "") -> dict:
+    """One results file from parts run as parallel processes of the same parameters (each
+    with ``--seeds``): the first part's record, every part's runs, the parts listed."""
+    from ftutils import studies
+
+    contents = [json.loads(Path(part).read_text()) for part in parts]
+    params = contents[0]["provenance"]["parameters"]
+    if any(c["provenance"]["parameters"] != params for c in contents):
+        raise ValueError("the parts ran with different parameters: they cannot be merged")
+    made = dict(contents[0]["provenance"], command=command)
+    made["parts"] = [{k: c["provenance"][k] for k in ("command", "started", "finished")}
+                     | {"runs": len(c["runs"])} for c in contents]  # fmt: skip
+    made["started"] = min(c["provenance"]["started"] for c in contents)
+    made["finished"] = max(c["provenance"]["finished"] for c in contents)
+    if note:
+        made["note"] = note
+    runs = sorted((r for c in contents for r in c["runs"]),
+                  key=lambda r: (r["seed"], r["batch_size"], r["learning_rate"]))  # fmt: skip
+    result = {"provenance": made, "runs": runs}
+    studies.write_json(out, result)
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--seeds", type=int, nargs="+", help="only these seeds")
     parser.add_argument("--batch-sizes", type=int, nargs="+", help="only these batch sizes")
+    parser.add_argument("--merge", type=Path, nargs="+", help="part files to join into --out")
+    parser.add_argument("--note", default="", help="with --merge: how the parts were made")
     args = parser.parse_args(argv)
 
     import ftutils
 
     ftutils.setup(seed=0, verbose=False)
     command = shlex.join(["python", "scripts/batch_epochs_study.py", *argv])
+    if args.merge:
+        merge(args.merge, args.out, command, args.note)
+        return 0
     start = time.perf_counter()
     todo = plan(PARAMS, args.seeds, args.batch_sizes)
     run_to_file(args.out, json.loads(json.dumps(PARAMS)), todo, command)

@@ -3,6 +3,7 @@
     python scripts/small_sample_study.py          # -> data/results/small_sample_study.json
     python scripts/small_sample_study.py --out /tmp/x.json --seeds 0 --kinds kshot
     python scripts/small_sample_study.py --shift   # -> data/results/small_sample_shift_study.json
+    python scripts/small_sample_study.py --shift --merge /tmp/a.json /tmp/b.json  # parts run apart
 
 The notebook ``04_5_small_sample_learning.ipynb`` runs its comparisons live on three seeds;
 where their differences are near the seeds' spread, three seeds cannot settle them. This
@@ -339,7 +340,7 @@ def shift_scores(runs: list[dict], shifts, chance: float):
     return pd.DataFrame(rows)
 
 
-def merge(parts: list[Path], out: Path, command: str) -> dict:
+def merge(parts: list[Path], out: Path, command: str, note: str = "") -> dict:
     """One results file from parts run as parallel processes of the same parameters (each
     with ``--seeds``): the first part's record, every part's runs, the parts listed."""
     from ftutils import studies
@@ -349,6 +350,10 @@ def merge(parts: list[Path], out: Path, command: str) -> dict:
     if any(c["provenance"]["parameters"] != params for c in contents):
         raise ValueError("the parts ran with different parameters: they cannot be merged")
     made = dict(contents[0]["provenance"], command=command)
+    made["run_order"] = (f"{len(contents)} processes in parallel (the parts), each seed by seed: "
+                         + contents[0]["provenance"]["run_order"].split(": ", 1)[-1])  # fmt: skip
+    if note:
+        made["note"] = note
     made["parts"] = [{k: c["provenance"][k] for k in ("command", "started", "finished")}
                      | {"runs": len(c["runs"])} for c in contents]  # fmt: skip
     made["started"] = min(c["provenance"]["started"] for c in contents)
@@ -426,17 +431,18 @@ def main(argv: list[str] | None = None) -> int:
         help="the robustness part (SHIFT_PARAMS) instead, by default into SHIFT_RESULTS",
     )  # fmt: skip
     parser.add_argument("--merge", type=Path, nargs="+", help="part files to join into --out")
+    parser.add_argument("--note", default="", help="with --merge: how the parts were made")
     args = parser.parse_args(argv)
 
     import ftutils
 
     ftutils.setup(seed=0, verbose=False)
     command = shlex.join(["python", "scripts/small_sample_study.py", *argv])
-    if args.merge:
-        merge(args.merge, args.out, command)
-        return 0
     params = PARAMS | SHIFT_PARAMS if args.shift else PARAMS
     out = SHIFT_RESULTS if args.shift and args.out == RESULTS else args.out
+    if args.merge:
+        merge(args.merge, out, command, args.note)
+        return 0
     runs = plan(params, args.seeds, args.kinds)
     start = time.perf_counter()
     run_to_file(out, params, runs, command)
