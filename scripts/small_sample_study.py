@@ -139,8 +139,9 @@ class Study:
         self.split = frozen.cut(self.model, p["cut"])
         sets = {"val": self.val, "test": self.test, "unlabelled": self.unlabelled}
         self.shifts = list(p.get("shifts", {}))
+        test_pixels = data.in_memory(self.test, size)  # a streamed folder's files decoded
         for name, spec in p.get("shifts", {}).items():
-            shifted = shifted_images(self.test.images, spec)
+            shifted = shifted_images(test_pixels.images, spec)
             sets[f"test {name}"] = data.ImageData(shifted, self.test.labels, self.test.class_names)
         sets.update({f"seed {s}": self.labelled[s] for s in p["seeds"]})
         sets.update({f"small val {s}": self.small_val[s] for s in p["seeds"]})
