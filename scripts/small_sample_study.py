@@ -2,6 +2,8 @@
 
     python scripts/small_sample_study.py          # -> data/results/small_sample_study.json
     python scripts/small_sample_study.py --out /tmp/x.json --seeds 0 --kinds kshot
+    python scripts/small_sample_study.py --shift   # -> data/results/small_sample_shift_study.json
+    python scripts/small_sample_study.py --shift --merge /tmp/a.json /tmp/b.json  # parts run apart
 
 The notebook ``04_5_small_sample_learning.ipynb`` runs its comparisons live on three seeds;
 where their differences are near the seeds' spread, three seeds cannot settle them. This
@@ -18,6 +20,12 @@ Fashion-MNIST, the notebook's default parameters):
   its validation loss measured every ``converge_every`` steps on the notebook's validation set
   and on the small one: the step each would stop at (the minimum of its validation loss),
   the test accuracy there, and the validation accuracy each would report.
+
+With ``--shift`` it runs instead the robustness part (§4.5: 保证模型的鲁棒性), into its own
+file: the ``kshot`` models at ``shift_shots`` and the ``pseudo`` heads at ``pseudo_shots``,
+the same code and seeds, each scored on the clean test set and on shifted copies of it
+(``SHIFT_PARAMS["shifts"]``: the four held-out families of §3.5, ``ftutils.shift_families``,
+that no training run here sees).
 
 The small validation set of a seed holds as many images per class as the training set
 (the first k of ``small_val_max`` per class drawn for the seed from the held-out images
@@ -66,6 +74,28 @@ PARAMS = {
 }
 KINDS = ["early stop", "kshot", "pseudo"]  # the order of the runs of one seed
 
+#: The robustness part (``--shift``): its own file, the parameters above plus these.
+SHIFT_RESULTS = PROJECT / "data" / "results" / "small_sample_shift_study.json"
+SHIFT_PARAMS = {
+    "shift_shots": [1, 5, 20],
+    # the held-out shift families of 03_5 (its HELD_OUT), applied once to the test images
+    "shifts": {
+        "blur": {"function": "gaussian_blur", "sigma": 1.0},
+        "inverted": {"function": "invert"},
+        "noise": {"function": "gaussian_noise", "sigma": 40.0, "seed": 9},
+        "crop": {"function": "center_crop", "fraction": 0.6},
+    },
+}
+SHIFT_KINDS = ["kshot", "pseudo"]
+
+
+def shifted_images(images: np.ndarray, spec: dict) -> np.ndarray:
+    """``images`` under one shift of ``SHIFT_PARAMS["shifts"]`` (``ftutils.shift_families``)."""
+    from ftutils import shift_families
+
+    arguments = {k: v for k, v in spec.items() if k != "function"}
+    return getattr(shift_families, spec["function"])(images, **arguments)
+
 
 def shot_indices(labels: np.ndarray, shots: int, n_classes: int) -> np.ndarray:
     """The first `shots` images of every class (nested k-shot subsets), as in the notebook."""
@@ -108,6 +138,11 @@ class Study:
         self.base = models.base_of(self.model)
         self.split = frozen.cut(self.model, p["cut"])
         sets = {"val": self.val, "test": self.test, "unlabelled": self.unlabelled}
+        self.shifts = list(p.get("shifts", {}))
+        test_pixels = data.in_memory(self.test, size)  # a streamed folder's files decoded
+        for name, spec in p.get("shifts", {}).items():
+            shifted = shifted_images(test_pixels.images, spec)
+            sets[f"test {name}"] = data.ImageData(shifted, self.test.labels, self.test.class_names)
         sets.update({f"seed {s}": self.labelled[s] for s in p["seeds"]})
         sets.update({f"small val {s}": self.small_val[s] for s in p["seeds"]})
         self.acts = {
@@ -151,6 +186,10 @@ class Study:
             frozen.fit_steps(head, x, y, steps, seed=seed)
         return head
 
+    def _shifted(self, arrays: dict) -> list:
+        """(part, inputs, labels) of each shifted test set (none without ``shifts``)."""
+        return [(f"test {n}", arrays[f"test {n}"], self.labels["test"]) for n in self.shifts]
+
     def run_kshot(self, shots: int, seed: int) -> dict:
         """The notebook's run_shots: the head alone, then the top block and head."""
         from ftutils import backbones, frozen, models, training
@@ -163,6 +202,7 @@ class Study:
             ("train", x_pooled, y),
             ("val", self.pooled["val"], self.labels["val"]),
             ("test", self.pooled["test"], self.labels["test"]),
+            *self._shifted(self.pooled),
         ]:
             result[f"last layer {part}"] = training.accuracy(head, x, labels)
         self.model.set_weights(self.initial_weights)
@@ -177,6 +217,7 @@ class Study:
             ("train", x_acts, y),
             ("val", self.acts["val"], self.labels["val"]),
             ("test", self.acts["test"], self.labels["test"]),
+            *self._shifted(self.acts),
         ]:
             result[f"top block {part}"] = training.accuracy(self.split.upper, x, labels)
         return result
@@ -202,7 +243,12 @@ class Study:
         def score(head, name):
             return training.accuracy(head, self.pooled[name], self.labels[name])
 
-        return {
+        shifted = {
+            f"{which} test {n}": score(head, f"test {n}")
+            for n in self.shifts
+            for which, head in [("labelled only", heads[0]), ("self-trained", heads[-1])]
+        }
+        return shifted | {
             "labelled only": score(heads[0], "test"),
             "self-trained": score(heads[-1], "test"),
             "val labelled only": score(heads[0], "val"),
@@ -269,14 +315,68 @@ class Study:
         return {**result, "seconds": time.perf_counter() - start}
 
 
+def shift_scores(runs: list[dict], shifts, chance: float):
+    """The robustness part's runs as one row per model, size, seed and test set: the clean
+    test accuracy, the shifted one, the drop (clean - shifted) and the share of the accuracy
+    above chance that is kept, (shifted - chance) / (clean - chance); the set "mean of
+    shifts" averages the shifted accuracies first."""
+    import pandas as pd
+
+    models = {
+        "kshot": {"last layer": "last layer test", "top block": "top block test"},
+        "pseudo": {"labelled only": "labelled only", "self-trained": "self-trained"},
+    }
+    rows = []
+    for run in runs:
+        for model, clean_key in models[run["kind"]].items():
+            clean = run[clean_key]
+            prefix = clean_key if run["kind"] == "kshot" else f"{model} test"
+            shifted = {name: run[f"{prefix} {name}"] for name in shifts}
+            shifted["mean of shifts"] = float(np.mean(list(shifted.values())))
+            for name, value in shifted.items():
+                rows.append({"model": model, "shots": run["shots"], "seed": run["seed"],
+                             "test set": name, "clean": clean, "shifted": value,
+                             "drop": clean - value,
+                             "kept": (value - chance) / (clean - chance)})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def merge(parts: list[Path], out: Path, command: str, note: str = "") -> dict:
+    """One results file from parts run as parallel processes of the same parameters (each
+    with ``--seeds``): the first part's record, every part's runs, the parts listed."""
+    from ftutils import studies
+
+    contents = [json.loads(Path(part).read_text()) for part in parts]
+    params = contents[0]["provenance"]["parameters"]
+    if any(c["provenance"]["parameters"] != params for c in contents):
+        raise ValueError("the parts ran with different parameters: they cannot be merged")
+    made = dict(contents[0]["provenance"], command=command)
+    made["run_order"] = (f"{len(contents)} processes in parallel (the parts), each seed by seed: "
+                         + contents[0]["provenance"]["run_order"].split(": ", 1)[-1])  # fmt: skip
+    if note:
+        made["note"] = note
+    made["parts"] = [{k: c["provenance"][k] for k in ("command", "started", "finished")}
+                     | {"runs": len(c["runs"])} for c in contents]  # fmt: skip
+    made["started"] = min(c["provenance"]["started"] for c in contents)
+    made["finished"] = max(c["provenance"]["finished"] for c in contents)
+    runs = sorted((r for c in contents for r in c["runs"]),
+                  key=lambda r: (r["seed"], SHIFT_KINDS.index(r["kind"]), r["shots"]))  # fmt: skip
+    result = {"provenance": made, "runs": runs}
+    studies.write_json(out, result)
+    return result
+
+
 def plan(params: dict, seeds=None, kinds=None) -> list[tuple[str, int, int]]:
-    """(kind, shots, seed) of every run, seed by seed; the optional lists keep only those."""
-    sizes = {"kshot": params["shots"], "pseudo": params["pseudo_shots"],
-             "early stop": params["es_shots"]}  # fmt: skip
+    """(kind, shots, seed) of every run, seed by seed; the optional lists keep only those.
+    Parameters with ``shifts`` plan the robustness part: ``kshot`` at ``shift_shots`` and
+    ``pseudo``, no ``early stop``."""
+    shifting = "shifts" in params
+    sizes = {"kshot": params["shift_shots"] if shifting else params["shots"],
+             "pseudo": params["pseudo_shots"], "early stop": params["es_shots"]}  # fmt: skip
     return [
         (kind, shots, seed)
         for seed in params["seeds"]
-        for kind in KINDS
+        for kind in (SHIFT_KINDS if shifting else KINDS)
         for shots in sizes[kind]
         if (seeds is None or seed in seeds) and (kinds is None or kind in kinds)
     ]
@@ -295,7 +395,8 @@ def run_to_file(out: Path, params: dict, runs: list, command: str) -> dict:
                 f"ImageNet {params['backbone']} ({weights}, loaded into a "
                 f"{params['image_size']}-px base)",
             ),
-            "run_order": "one process, seed by seed: early stop, kshot, pseudo",
+            "run_order": "one process, seed by seed: "
+            + ", ".join(SHIFT_KINDS if "shifts" in params else KINDS),
         },
         "runs": [],
     }  # fmt: skip
@@ -326,16 +427,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--seeds", type=int, nargs="+", help="only these seeds")
     parser.add_argument("--kinds", nargs="+", choices=KINDS, help="only these runs")
+    parser.add_argument(
+        "--shift", action="store_true",
+        help="the robustness part (SHIFT_PARAMS) instead, by default into SHIFT_RESULTS",
+    )  # fmt: skip
+    parser.add_argument("--merge", type=Path, nargs="+", help="part files to join into --out")
+    parser.add_argument("--note", default="", help="with --merge: how the parts were made")
     args = parser.parse_args(argv)
 
     import ftutils
 
     ftutils.setup(seed=0, verbose=False)
-    runs = plan(PARAMS, args.seeds, args.kinds)
     command = shlex.join(["python", "scripts/small_sample_study.py", *argv])
+    params = PARAMS | SHIFT_PARAMS if args.shift else PARAMS
+    out = SHIFT_RESULTS if args.shift and args.out == RESULTS else args.out
+    if args.merge:
+        merge(args.merge, out, command, args.note)
+        return 0
+    runs = plan(params, args.seeds, args.kinds)
     start = time.perf_counter()
-    run_to_file(args.out, PARAMS, runs, command)
-    print(f"{len(runs)} runs in {time.perf_counter() - start:.0f} s -> {args.out}", flush=True)
+    run_to_file(out, params, runs, command)
+    print(f"{len(runs)} runs in {time.perf_counter() - start:.0f} s -> {out}", flush=True)
     return 0
 
 

@@ -50,3 +50,54 @@ def test_one_small_configuration_reproduces_the_committed_numbers():
             assert row[metric] == pytest.approx(
                 expected[kind, SHOTS, SEED][metric], abs=TOLERANCE
             ), (kind, metric)
+
+
+def test_the_committed_robustness_file_says_how_it_was_made_and_holds_every_run():
+    study = load_script("small_sample_study")
+    committed = json.loads(study.SHIFT_RESULTS.read_text())
+    params = study.PARAMS | study.SHIFT_PARAMS
+    assert_made_by(committed["provenance"], "python scripts/small_sample_study.py", params)
+    runs = [(r["kind"], r["shots"], r["seed"]) for r in committed["runs"]]
+    assert sorted(runs) == sorted(study.plan(params))
+    for run in committed["runs"]:  # every model scored on every shifted test set
+        prefixes = (["last layer test", "top block test"] if run["kind"] == "kshot"
+                    else ["labelled only test", "self-trained test"])  # fmt: skip
+        for prefix in prefixes:
+            for name in study.SHIFT_PARAMS["shifts"]:
+                assert 0 <= run[f"{prefix} {name}"] <= 1, (prefix, name)
+
+
+def test_the_robustness_part_plans_no_early_stopping_and_its_own_sizes():
+    study = load_script("small_sample_study")
+    params = study.PARAMS | study.SHIFT_PARAMS
+    runs = study.plan(params, seeds=[4])
+    assert runs == [("kshot", k, 4) for k in params["shift_shots"]] + [
+        ("pseudo", k, 4) for k in params["pseudo_shots"]
+    ]
+
+
+def test_the_share_kept_is_the_accuracy_above_chance_that_survives_the_shift():
+    study = load_script("small_sample_study")
+    run = {"kind": "kshot", "shots": 1, "seed": 0, "last layer test": 0.5,
+           "last layer test a": 0.3, "last layer test b": 0.1,
+           "top block test": 0.5, "top block test a": 0.5, "top block test b": 0.5}  # fmt: skip
+    scores = study.shift_scores([run], ["a", "b"], chance=0.1).set_index(["model", "test set"])
+    assert scores.loc[("last layer", "a"), "kept"] == pytest.approx(0.5)
+    assert scores.loc[("last layer", "b"), "kept"] == pytest.approx(0.0)  # down to chance
+    assert scores.loc[("last layer", "mean of shifts"), "shifted"] == pytest.approx(0.2)
+    assert scores.loc[("last layer", "mean of shifts"), "drop"] == pytest.approx(0.3)
+    assert scores.loc[("top block", "mean of shifts"), "kept"] == pytest.approx(1.0)
+
+
+def test_the_shifts_are_the_held_out_families_of_section_3_5():
+    import numpy as np
+
+    from ftutils import shift_families
+
+    study = load_script("small_sample_study")
+    images = np.random.default_rng(0).integers(0, 256, (3, 28, 28), dtype="uint8")
+    spec = study.SHIFT_PARAMS["shifts"]
+    assert np.array_equal(study.shifted_images(images, spec["inverted"]), 255 - images)
+    assert np.array_equal(
+        study.shifted_images(images, spec["noise"]), shift_families.gaussian_noise(images, 40.0, 9)
+    )
