@@ -151,7 +151,7 @@ test-book: book
 	$(PY) -m pytest tests/test_book.py
 
 # The oldest runtime dependencies the requirements allow (requirements-min.txt: TensorFlow
-# 2.21.0, Keras 3.14.0, ...) in a venv of their own, unit tests only: the notebooks' committed
+# 2.20.0, Keras 3.14.0, ...) in a venv of their own, unit tests only: the notebooks' committed
 # outputs come from the current versions. .ci/run does not call it.
 MIN_VENV ?= .venv-min
 test-min:

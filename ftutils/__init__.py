@@ -20,8 +20,9 @@ import warnings
 
 #: The Keras and TensorFlow releases the book is tested with (requirements.txt), as
 #: [lowest, first untested): Keras 3.12 and 3.13, which TensorFlow 2.21 accepts, cut a
-#: classifier in two wrongly (``ftutils.frozen.cut``; ``make test-min`` shows it).
-TESTED_RANGES = {"keras": ((3, 14), (4,)), "tensorflow": ((2, 21), (2, 22))}
+#: classifier in two wrongly (``ftutils.frozen.cut``; ``make test-min`` shows it); TensorFlow
+#: 2.19's ``decode_image`` cannot read WebP photos, which the command line takes.
+TESTED_RANGES = {"keras": ((3, 14), (4,)), "tensorflow": ((2, 20), (2, 22))}
 
 
 def _import_tensorflow_quietly() -> None:

@@ -23,8 +23,9 @@ def test_the_tested_versions_pass_and_newer_ones_warn():
     ftutils.check_versions({"keras": "3.15.1", "tensorflow": "2.21.3"})
     with pytest.warns(UserWarning, match=r"tensorflow 2\.22\.0 is newer"):
         ftutils.check_versions({"keras": "3.15.1", "tensorflow": "2.22.0"})
-    with pytest.raises(ImportError, match=r"tensorflow >= 2\.21"):
-        ftutils.check_versions({"keras": "3.15.1", "tensorflow": "2.20.0rc1"})
+    ftutils.check_versions({"keras": "3.14.0", "tensorflow": "2.20.0"})
+    with pytest.raises(ImportError, match=r"tensorflow >= 2\.20"):
+        ftutils.check_versions({"keras": "3.15.1", "tensorflow": "2.19.1"})
 
 
 def _imported_modules(path: Path) -> set[str]:
