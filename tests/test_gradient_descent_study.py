@@ -6,6 +6,7 @@ the rules part live and compares it with the file (under ``make test``, with nbv
 
 import json
 
+import keras
 import numpy as np
 import pytest
 
@@ -51,7 +52,12 @@ def test_the_layer_starts_as_the_frozen_base_and_both_arms_are_measured(tiny):
 
     a_pool, _ = tiny.below_layer()
     top = study_module.TopLayer(models.base_of(tiny.extractor), "Conv_1", 3, seed=0)
-    assert np.allclose(top.features(a_pool).numpy(), tiny.x_pool, atol=1e-4)
+    features = top.features(a_pool).numpy()
+    # Under make test-distributed the frozen base computes in bfloat16 (8 significant bits:
+    # measured, the largest difference was 0.045 on features up to 5.3), else in float32.
+    float32 = keras.mixed_precision.global_policy().name == "float32"
+    atol = 1e-4 if float32 else 2e-2 * np.abs(tiny.x_pool).max()
+    assert np.allclose(features, tiny.x_pool, atol=atol)
     row = tiny.layer(0)
     for arm in study_module.ARMS:
         assert 0 <= row[arm]["0.01"]["val"] <= 1 and 0 <= row[arm]["0.01"]["test"] <= 1
