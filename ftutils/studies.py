@@ -72,6 +72,15 @@ def record(command: str, parameters: dict, weights: str, machine_note: str = SHA
     }
 
 
+def imagenet_weights(params: dict) -> str:
+    """The ImageNet weights of a study's ``params["backbone"]`` at ``params["image_size"]``, as
+    its provenance records them (the weights file by name)."""
+    from ftutils import backbones
+
+    weights = backbones.imagenet_weights_path(params["backbone"]).name
+    return f"ImageNet {params['backbone']} ({weights}), {params['image_size']} px"
+
+
 def write_json(path: Path, content: dict) -> None:
     """Write ``content`` to ``path`` whole or not at all (``ftutils.cache.write_atomically``),
     so an interrupted study never leaves half a file."""

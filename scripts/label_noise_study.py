@@ -106,10 +106,9 @@ def loss_on_logits(name: str, constants: dict):
 
 def weights_description(params: dict) -> str:
     """The weights the study ran on, as its provenance records them."""
-    from ftutils import backbones
+    from ftutils import studies
 
-    weights = backbones.imagenet_weights_path(params["backbone"]).name
-    return f"ImageNet {params['backbone']} ({weights}), {params['image_size']} px"
+    return studies.imagenet_weights(params)
 
 
 class Study:
