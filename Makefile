@@ -36,6 +36,8 @@ run: $(VENV)/.installed
 
 # Unit tests and notebooks in one pytest-xdist run, longest notebooks first, so neither core
 # waits for the other (tests/nbval_order.py); `make unit` and `make nbval` run one part.
+# Tests that start their own replicas or workers in fresh interpreters (marked own_strategy)
+# run the same under any setting, so only `make test-distributed` runs them.
 NBVAL_ARGS := --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
 	-p tests.nbval_stderr -p tests.nbval_order
 # The notebooks' kernels record the Keras-cache files they read (ftutils.downloads), and the
@@ -45,7 +47,7 @@ RECORD_KERAS_FILES := FTUTILS_KERAS_FILES_LOG=$(abspath $(KERAS_FILES_LOG))
 test: lint $(VENV)/.installed
 	rm -rf $(KERAS_FILES_LOG)
 	$(STRICT) $(RECORD_KERAS_FILES) $(PY) -m pytest -n $(TEST_JOBS) --dist loadfile --nbval \
-		$(NBVAL_ARGS) tests notebooks
+		-m "not own_strategy" $(NBVAL_ARGS) tests notebooks
 	$(PY) scripts/check_offline_list.py $(KERAS_FILES_LOG)
 
 lint: $(VENV)/.installed

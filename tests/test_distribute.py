@@ -91,6 +91,7 @@ MIRRORED = """
 """
 
 
+@pytest.mark.own_strategy
 def test_two_replica_mirrored_fit_matches_one_device_and_derived_models_train():
     out = _run(MIRRORED).splitlines()
     lines = {line.split()[0]: line.split()[1:] for line in out if line.split()}
@@ -132,6 +133,7 @@ MIXED = """
 """
 
 
+@pytest.mark.own_strategy
 def test_mixed_precision_outputs_and_cached_features_are_float32(tmp_path):
     out = _run(MIXED, FTUTILS_CACHE=str(tmp_path)).splitlines()
     lines = dict(line.split(maxsplit=1) for line in out)

@@ -166,6 +166,7 @@ def _files(folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
 
 
+@pytest.mark.own_strategy
 def test_two_workers_fit_with_validation_like_one_process(tmp_path):
     """A fit that validates every epoch (Keras' test step under the strategy) runs on two
     workers; only the chief writes its run folder."""
@@ -192,6 +193,7 @@ def test_two_workers_fit_with_validation_like_one_process(tmp_path):
     np.testing.assert_allclose(logged, np.load(tmp_path / "weights/worker-0.npz")["val_loss"])
 
 
+@pytest.mark.own_strategy
 def test_killed_cluster_resumes_from_the_backup(tmp_path):
     """Worker 1 dies in epoch 2, worker 0 is stopped; both started again continue with
     epoch 2 from the chief's backup and end as an uninterrupted run does."""
