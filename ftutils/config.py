@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import html
 import os
 import platform
 import random
@@ -81,6 +82,51 @@ def seeded(seed: int) -> Iterator[None]:
         tf_context._rng = tf_rng
 
 
+def _environment_table(summary: dict) -> str:
+    lines = []
+    for key, value in summary.items():
+        if isinstance(value, list) and len(value) > 3:
+            lines.append(f"{key:>16}: {len(value)} files")
+            lines.extend(f"{'':>18}{item}" for item in value)
+        else:
+            lines.append(f"{key:>16}: {value}")
+    return "\n".join(lines)
+
+
+class _CollapsedTable:
+    """The full environment table: collapsed in Jupyter and on the site, whole as text."""
+
+    def __init__(self, table: str):
+        self.table = table
+
+    def __repr__(self) -> str:
+        return self.table
+
+    def _repr_html_(self) -> str:
+        return (
+            "<details><summary>运行环境详情 · environment details</summary>"
+            f"<pre>{html.escape(self.table)}</pre></details>"
+        )
+
+
+def _show_environment(summary: dict) -> None:
+    """One line for the reader; under IPython the full table follows, collapsed."""
+    print(
+        f"TensorFlow {summary['tensorflow']} · Keras {summary['keras']} · "
+        f"{'+'.join(summary['devices'])} · {summary['replicas']} replica(s) · "
+        f"{summary['precision']} · seed {summary['seed']}"
+    )
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+    except ImportError:
+        get_ipython = None
+    if get_ipython is not None and get_ipython() is not None:
+        display(_CollapsedTable(_environment_table(summary)))
+    else:
+        print(_environment_table(summary))
+
+
 def setup(
     seed: int = 0,
     verbose: bool = True,
@@ -121,11 +167,5 @@ def setup(
         "cached_datasets": sorted(p.name for p in (home / "datasets").glob("*") if p.is_dir()),
     }
     if verbose:
-        for key, value in summary.items():
-            if isinstance(value, list) and len(value) > 3:
-                print(f"{key:>16}: {len(value)} files")
-                for item in value:
-                    print(f"{'':>18}{item}")
-            else:
-                print(f"{key:>16}: {value}")
+        _show_environment(summary)
     return summary
