@@ -23,3 +23,4 @@ html_theme_options = {
     "use_download_button": True,
 }
 html_show_sourcelink = False
+html_search_language = "zh"  # the search index splits Chinese into words (jieba) as well as English

@@ -50,6 +50,15 @@ def _parse(path: Path) -> Page:
 
 
 @needs_book
+def test_search_finds_chinese_words_on_the_chapters():
+    index = (BOOK / "searchindex.js").read_text(encoding="utf-8")
+    terms = json.loads(index[index.index("(") + 1 : index.rindex(")")])["terms"]
+    for word in ("微调", "迁移", "增强", "动量"):  # jieba splits 数据增强 as a query splits it
+        assert word in terms, f"{word!r} is not in the search index"
+    assert "fine" in terms  # English is indexed too
+
+
+@needs_book
 def test_every_notebook_and_reference_page_is_built():
     for notebook in NOTEBOOKS:
         assert (BOOK / "notebooks" / f"{notebook.stem}.html").is_file(), notebook.name

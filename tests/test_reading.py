@@ -258,3 +258,16 @@ def test_an_english_paragraph_fails_and_chinese_with_terms_passes(tmp_path):
                 "<details><summary>English</summary>Accuracy is 0.85.</details>"
             )
         )
+
+
+def test_the_chinese_readme_is_not_hard_wrapped():
+    """A line break inside a Chinese paragraph becomes a stray space on the site."""
+    lines = (ROOT / "README.zh.md").read_text(encoding="utf-8").splitlines()
+    wrapped = [
+        n + 1
+        for n, (line, following) in enumerate(zip(lines, lines[1:], strict=False))
+        if not line.startswith(("    ", "|"))
+        and re.search(r"[\u3000-\u9fff\uff00-\uffef]$", line)
+        and re.match(r"[\u3000-\u9fff\uff00-\uffef]", following)
+    ]
+    assert not wrapped, f"README.zh.md lines {wrapped} break a Chinese paragraph"
