@@ -514,6 +514,7 @@ def auto(
     rounds: int = 2,
     thresholds: Sequence[float] = semi_supervised.THRESHOLDS,
     self_training_heads: int = ENSEMBLE_HEADS,
+    self_training_epochs: int = 300,
     clock: Callable[[], float] = time.perf_counter,
     log: Callable[[str], None] = lambda line: None,
 ) -> tuple[keras.Model, Choice]:
@@ -531,7 +532,8 @@ def auto(
 
     ``unlabelled`` (images whose labels are not used; ``labels`` may be -1, or the true
     classes, which then only check the pseudo-labels): self-training (§4.5) on top of the
-    chosen model: ``self_training_heads`` new standardized heads on its features, refitted
+    chosen model: ``self_training_heads`` new standardized heads on its features (each at
+    most ``self_training_epochs`` epochs, stopped early on the validation loss), refitted
     with pseudo-labels for ``rounds`` rounds at each of ``thresholds``, the threshold chosen
     on validation, kept only when it beats the chosen model there
     (:func:`ftutils.semi_supervised.self_train_on_validation`). The returned model is then
@@ -606,7 +608,7 @@ def auto(
     if unlabelled is not None:
         model, choice.self_training = _self_train(
             model, train, val, unlabelled, run, seed, rounds, tuple(thresholds),
-            self_training_heads, log,
+            self_training_heads, self_training_epochs, log,
         )  # fmt: skip
     return model, choice
 
@@ -661,7 +663,7 @@ def feature_model(model: keras.Model) -> tuple[keras.Model, keras.Model]:
     return lower, upper
 
 
-def _self_train(model, train, val, unlabelled, run, seed, rounds, thresholds, heads, log):
+def _self_train(model, train, val, unlabelled, run, seed, rounds, thresholds, heads, epochs, log):
     """:func:`auto`'s self-training on top of the chosen ``model`` (see there)."""
     done = run / SELF_TRAINING_DIR if run is not None else None
     if done is not None and (done / CANDIDATE_RESULT).is_file():
@@ -681,7 +683,7 @@ def _self_train(model, train, val, unlabelled, run, seed, rounds, thresholds, he
     fitted = {}
 
     def fit(x, y):
-        trained, _ = _ensemble_heads(x, y, x_v, val.labels, n_classes, heads, 300, 15, seed)
+        trained, _ = _ensemble_heads(x, y, x_v, val.labels, n_classes, heads, epochs, 15, seed)
         predict = _averaged(trained)
         fitted[id(predict)] = trained
         return predict

@@ -19,9 +19,10 @@ SIZE = 8
 
 def _images(means, labels) -> ImageData:
     """Two classes of uniform grey images of the given brightness."""
-    pixels = np.ones((len(means), SIZE, SIZE, 3), "uint8") * np.asarray(means, "uint8")[
-        :, None, None, None
-    ]
+    pixels = (
+        np.ones((len(means), SIZE, SIZE, 3), "uint8")
+        * np.asarray(means, "uint8")[:, None, None, None]
+    )
     return ImageData(pixels, np.asarray(labels, "int64"), ("dark", "bright"))
 
 
