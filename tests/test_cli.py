@@ -76,7 +76,8 @@ def _start(*args, prefix: Sequence[str] = (), env: dict | None = None) -> subpro
 
 
 def _finish(child: subprocess.Popen) -> subprocess.CompletedProcess:
-    stdout, stderr = child.communicate(timeout=300)
+    # a few seconds alone; minutes on 2 cores shared with other jobs (load 10 or more)
+    stdout, stderr = child.communicate(timeout=900)
     return subprocess.CompletedProcess(child.args, child.returncode, stdout, stderr)
 
 
