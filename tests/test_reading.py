@@ -31,7 +31,12 @@ MIN_CJK_FOR_ENGLISH_BLOCK = 20
 TEMPLATE = ("文章怎么说", "我们怎么做", "文章与实测", "小结", "练习")
 NOT_CHAPTERS = {"00_setup.ipynb"}
 # Notebooks still to be rewritten for their readers: expected to fail these checks
-PENDING = {p.name for p in NOTEBOOKS}
+PENDING = {
+    "03_1_loss_functions.ipynb",
+    "03_2_gradient_descent.ipynb",
+    "04_1_alexnet.ipynb",
+    "04_2_vgg.ipynb",
+}
 
 CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 LATIN_WORD = re.compile(r"[A-Za-z][A-Za-z'-]+")
