@@ -30,11 +30,6 @@ MIN_CJK_FOR_ENGLISH_BLOCK = 20
 # The chapter template (GUIDE §4), as heading prefixes in the order they appear
 TEMPLATE = ("文章怎么说", "我们怎么做", "文章与实测", "小结", "练习")
 NOT_CHAPTERS = {"00_setup.ipynb"}
-# Notebooks still to be rewritten for their readers: expected to fail these checks
-PENDING = {
-    "04_1_alexnet.ipynb",
-    "04_2_vgg.ipynb",
-}
 
 CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 LATIN_WORD = re.compile(r"[A-Za-z][A-Za-z'-]+")
@@ -124,8 +119,6 @@ def banned_terms() -> dict[str, str]:
 
 @pytest.fixture(params=NOTEBOOKS, ids=lambda p: p.stem)
 def notebook(request) -> Path:
-    if request.param.name in PENDING:
-        request.applymarker(pytest.mark.xfail(reason="not yet rewritten for its readers"))
     return request.param
 
 
