@@ -12,7 +12,7 @@ extensions = ["myst_nb"]
 nb_execution_mode = "off"  # the committed outputs, from one clean run each
 nb_merge_streams = True
 myst_heading_anchors = 3  # "README.md#chapters" and the like resolve to headings
-myst_enable_extensions = ["html_image"]
+myst_enable_extensions = ["html_image", "dollarmath"]  # the article's own $z_i$ in quotes
 suppress_warnings = ["mystnb.unknown_mime_type"]
 
 html_theme = "sphinx_book_theme"
