@@ -83,6 +83,7 @@ def seeded(seed: int) -> Iterator[None]:
 
 
 def _environment_table(summary: dict) -> str:
+    """The summary as aligned ``key: value`` lines, long lists one item per line."""
     lines = []
     for key, value in summary.items():
         if isinstance(value, list) and len(value) > 3:
@@ -141,7 +142,8 @@ def setup(
     (``ftutils.distribute.configure``: arguments left ``None`` come from the
     ``FTUTILS_STRATEGY`` / ``FTUTILS_PRECISION`` / ``FTUTILS_DETERMINISTIC`` environment
     variables, else ``auto``), then seeds every generator. Returns the environment summary
-    as a dict; prints it when ``verbose``.
+    as a dict; when ``verbose``, prints it as one line with the whole table under it
+    (collapsed in Jupyter and on the site).
     """
     import keras
     import tensorflow as tf
