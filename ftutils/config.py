@@ -120,9 +120,11 @@ def _show_environment(summary: dict) -> None:
     try:
         from IPython import get_ipython
         from IPython.display import display
+
+        shell = get_ipython()
     except ImportError:
-        get_ipython = None
-    if get_ipython is not None and get_ipython() is not None:
+        shell = None
+    if shell is not None:
         display(_CollapsedTable(_environment_table(summary)))
     else:
         print(_environment_table(summary))
