@@ -83,6 +83,7 @@ def seeded(seed: int) -> Iterator[None]:
 
 
 def _environment_table(summary: dict) -> str:
+    """The summary as aligned ``key: value`` lines, long lists one item per line."""
     lines = []
     for key, value in summary.items():
         if isinstance(value, list) and len(value) > 3:
@@ -119,9 +120,11 @@ def _show_environment(summary: dict) -> None:
     try:
         from IPython import get_ipython
         from IPython.display import display
+
+        shell = get_ipython()
     except ImportError:
-        get_ipython = None
-    if get_ipython is not None and get_ipython() is not None:
+        shell = None
+    if shell is not None:
         display(_CollapsedTable(_environment_table(summary)))
     else:
         print(_environment_table(summary))
@@ -141,7 +144,8 @@ def setup(
     (``ftutils.distribute.configure``: arguments left ``None`` come from the
     ``FTUTILS_STRATEGY`` / ``FTUTILS_PRECISION`` / ``FTUTILS_DETERMINISTIC`` environment
     variables, else ``auto``), then seeds every generator. Returns the environment summary
-    as a dict; prints it when ``verbose``.
+    as a dict; when ``verbose``, prints it as one line with the whole table under it
+    (collapsed in Jupyter and on the site).
     """
     import keras
     import tensorflow as tf

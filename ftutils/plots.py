@@ -15,6 +15,15 @@ from ftutils.data import ImageData
 from ftutils.fonts import with_cjk_font
 from ftutils.training import TrainingRecord
 
+#: Axis labels in the glossary's Chinese, the English after it (GUIDE §4: figures in Chinese).
+EPOCH = "轮 (epoch)"
+METRIC_NAMES = {
+    "loss": "损失 (loss)",
+    "accuracy": "准确率 (accuracy)",
+    "val_loss": "验证损失 (val loss)",
+    "val_accuracy": "验证准确率 (val accuracy)",
+}
+
 
 @with_cjk_font
 def plot_learning_curves(record: TrainingRecord, title: str = "") -> None:
@@ -22,13 +31,14 @@ def plot_learning_curves(record: TrainingRecord, title: str = "") -> None:
     epochs = np.array([row["epoch"] for row in record.rows])
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
-        ax.plot(epochs, record.series(metric), "o-", label=f"train {metric}")
-        ax.plot(epochs, record.series(f"val_{metric}"), "s--", label=f"val {metric}")
+        name = METRIC_NAMES[metric]
+        ax.plot(epochs, record.series(metric), "o-", label=f"训练 {name}")
+        ax.plot(epochs, record.series(f"val_{metric}"), "s--", label=f"验证 {name}")
         for phase, first, _ in record.phases()[1:]:
             ax.axvline(first - 0.5, color="grey", linestyle=":")
             ax.annotate(phase, (first - 0.4, 0.95), xycoords=("data", "axes fraction"))
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(metric)
+        ax.set_xlabel(EPOCH)
+        ax.set_ylabel(name)
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(title)
@@ -76,8 +86,8 @@ def plot_confusion_matrix(
         ax.text(j, i, counts[i, j], ha="center", va="center", fontsize=7, color=color)
     ax.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(len(class_names)), class_names, fontsize=8)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
+    ax.set_xlabel("预测类别 (predicted)")
+    ax.set_ylabel("真实类别 (true)")
     ax.set_title(title)
     fig.tight_layout()
     plt.show()
@@ -128,8 +138,8 @@ def plot_records(
         for label, record in records.items():
             values = record.series(metric)
             ax.plot(np.arange(1, len(values) + 1), values, label=label)
-        ax.set_xlabel("epoch")
-        ax.set_title(metric)
+        ax.set_xlabel(EPOCH)
+        ax.set_title(METRIC_NAMES.get(metric, metric))
         ax.grid(alpha=0.3)
     axes[0, 0].legend()
     fig.suptitle(title)
@@ -159,7 +169,7 @@ def plot_augmentation_grid(
             ax.set_xticks([])
             ax.set_yticks([])
         axes[row, 0].set_ylabel(name, fontsize=9)
-    axes[0, 0].set_title("original", fontsize=9)
+    axes[0, 0].set_title("原图 (original)", fontsize=9)
     fig.suptitle(title)
     fig.tight_layout()
     plt.show()

@@ -58,12 +58,13 @@ def verdicts(notebook: dict) -> list[str]:
 def errata(notebooks: list[Path]) -> str:
     """The errata page: per notebook, its comparison table and its verdicts."""
     parts = [
-        "# Errata at a glance · 勘误一览\n",
-        "What every notebook measured against what the article says, and the verdicts it "
-        "checked, gathered from the executed notebooks (mean ± standard deviation over seeds "
-        "where a comparison is claimed). Each heading links to the notebook with the "
-        "experiment.\n",
-        "每个笔记本的“文章怎么说 / 我们测到什么”对照表和它检验的结论，取自已执行的笔记本。\n",
+        "# 勘误一览 · Errata at a glance\n",
+        "每个笔记本的“文章怎么说 / 我们测到什么”对照表和它检验的判定，取自已执行的笔记本（涉及比较"
+        "的地方给出多个种子上的均值 ± 标准差）。每个标题链接到做这个实验的笔记本。\n",
+        "<details><summary>English</summary>\n\nWhat every notebook measured against what the "
+        "article says, and the verdicts it checked, gathered from the executed notebooks (mean ± "
+        "standard deviation over seeds where a comparison is claimed). Each heading links to the "
+        "notebook with the experiment.\n\n</details>\n",
     ]
     for path in notebooks:
         notebook = json.loads(path.read_text(encoding="utf-8"))
@@ -74,7 +75,7 @@ def errata(notebooks: list[Path]) -> str:
         if table is not None:
             parts.append(f'<div class="errata-table">\n\n{table}\n\n</div>\n')
         if lines:
-            parts.append("Verdicts:\n")
+            parts.append("判定 · Verdicts:\n")
             parts.append("\n".join(f"- {line}" for line in lines) + "\n")
     return "\n".join(parts)
 

@@ -20,9 +20,10 @@ TAG = "navigation"
 
 
 def short_title(path: Path) -> str:
-    """``3.4 Dropout`` from ``# 3.4 Dropout — Inverted dropout ...``."""
+    """``3.4 Dropout：随机关闭神经元`` from ``# 3.4 Dropout：随机关闭神经元 · Dropout: ...``
+    (the Chinese title, before the English one)."""
     heading = nbformat.read(path, as_version=4).cells[0].source.splitlines()[0]
-    return heading.lstrip("# ").split(" — ")[0].strip()
+    return heading.lstrip("# ").split(" · ")[0].split(" — ")[0].strip()
 
 
 def links(previous: Path | None, following: Path | None) -> str:
@@ -30,7 +31,7 @@ def links(previous: Path | None, following: Path | None) -> str:
     parts = []
     if previous is not None:
         parts.append(f"← [{short_title(previous)}]({previous.name})")
-    parts.append("[all chapters](../README.md#chapters)")
+    parts.append("[全部章节 · all chapters](../README.md#chapters)")
     if following is not None:
         parts.append(f"[{short_title(following)}]({following.name}) →")
     return " · ".join(parts)

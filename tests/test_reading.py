@@ -30,8 +30,6 @@ MIN_CJK_FOR_ENGLISH_BLOCK = 20
 # The chapter template (GUIDE §4), as heading prefixes in the order they appear
 TEMPLATE = ("文章怎么说", "我们怎么做", "文章与实测", "小结", "练习")
 NOT_CHAPTERS = {"00_setup.ipynb"}
-# Notebooks still to be rewritten for their readers: expected to fail these checks
-PENDING = {p.name for p in NOTEBOOKS}
 
 CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 LATIN_WORD = re.compile(r"[A-Za-z][A-Za-z'-]+")
@@ -121,8 +119,6 @@ def banned_terms() -> dict[str, str]:
 
 @pytest.fixture(params=NOTEBOOKS, ids=lambda p: p.stem)
 def notebook(request) -> Path:
-    if request.param.name in PENDING:
-        request.applymarker(pytest.mark.xfail(reason="not yet rewritten for its readers"))
     return request.param
 
 
@@ -181,43 +177,48 @@ def test_no_term_the_glossary_rules_out(notebook):
     assert not found, f"{notebook.name}:\n" + "\n".join(found)
 
 
-def test_each_chapter_follows_the_template(notebook):
+@pytest.fixture
+def chapter(notebook) -> Path:
+    """A notebook that is a chapter of the article (the template's checks apply)."""
     if notebook.name in NOT_CHAPTERS:
         pytest.skip("the setup notebook is not a chapter of the article")
+    return notebook
+
+
+def _section(notebook: Path, heading: str) -> tuple[str, str]:
+    """The Chinese and the English of the first cell with the ``## heading`` section."""
+    cells = [t for _, t in _prose_cells(notebook) if re.search(rf"^## {heading}", t, re.M)]
+    assert cells, f"{notebook.name}: no {heading}"
+    return split_english(cells[0])
+
+
+def test_each_chapter_follows_the_template(chapter):
     headings = [
         line.lstrip("#").strip()
-        for _, text in _prose_cells(notebook)
+        for _, text in _prose_cells(chapter)
         for line in split_english(text)[0].splitlines()
         if re.match(r"#{1,3} ", line)
     ]
     positions = []
     for section in TEMPLATE:
         matching = [n for n, heading in enumerate(headings) if heading.startswith(section)]
-        assert matching, f"{notebook.name}: no heading starting with {section!r}"
+        assert matching, f"{chapter.name}: no heading starting with {section!r}"
         positions.append(matching[0])
-    assert positions == sorted(positions), f"{notebook.name}: sections out of order {TEMPLATE}"
-    cells = _cells(notebook)
+    assert positions == sorted(positions), f"{chapter.name}: sections out of order {TEMPLATE}"
+    cells = _cells(chapter)
     assert "navigation" in cells[-1].get("metadata", {}).get("tags", []), "navigation last"
 
 
-def test_the_summary_ends_with_what_to_do(notebook):
-    if notebook.name in NOT_CHAPTERS:
-        pytest.skip("the setup notebook is not a chapter of the article")
-    summaries = [t for _, t in _prose_cells(notebook) if re.search(r"^## 小结", t, re.M)]
-    assert summaries, f"{notebook.name}: no 小结"
-    chinese, english = split_english(summaries[0])
+def test_the_summary_ends_with_what_to_do(chapter):
+    chinese, english = _section(chapter, "小结")
     assert "**怎么做：**" in chinese and "**What to do:**" in english, (
-        f"{notebook.name}: the 小结 needs a one-line **怎么做：** and its **What to do:**"
+        f"{chapter.name}: the 小结 needs a one-line **怎么做：** and its **What to do:**"
     )
 
 
-def test_the_exercises_hide_their_answers(notebook):
-    if notebook.name in NOT_CHAPTERS:
-        pytest.skip("the setup notebook is not a chapter of the article")
-    exercises = [t for _, t in _prose_cells(notebook) if re.search(r"^## 练习", t, re.M)]
-    assert exercises, f"{notebook.name}: no 练习"
-    chinese, _ = split_english(exercises[0])
-    assert "<details>" in chinese, f"{notebook.name}: the exercises' answers are not collapsed"
+def test_the_exercises_hide_their_answers(chapter):
+    chinese, _ = _section(chapter, "练习")
+    assert "<details>" in chinese, f"{chapter.name}: the exercises' answers are not collapsed"
 
 
 # The checks themselves, on small texts
