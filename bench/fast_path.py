@@ -12,7 +12,7 @@ Prints, in one run, on the default task (Fashion-MNIST, MobileNetV2 ImageNet wei
     tutorial. ``python -m ftutils finetune FOLDER`` (``--recipe auto``, its default) trains
     two of these through ``recipe.auto`` and keeps the one with the higher validation
     accuracy: the default recipe as here, and the two-phase fine-tune at the CLI's own
-    settings (160 px, from ``block_16_expand``; here 128 px from ``block_13_expand``);
+    settings (128 px as here, from ``block_16_expand``; here from ``block_13_expand``);
 (c) seconds per epoch of fine-tuning the top blocks on cached activations below the cut vs
     through the whole network.
 

@@ -102,8 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
 FINETUNE_OPTIONS = (
     ("--backbone", str, "NAME", "mobilenet_v2", "the pretrained base, with ImageNet weights "
      f"(downloaded once when online and not in the Keras cache): {', '.join(recipe.TOP_BLOCK)}"),
-    ("--image-size", int, "PIXELS", 160, "the square size in pixels every image is resized to; at "
-     f"least the backbone's minimum (32 for most), at most {MAX_IMAGE_SIZE}"),
+    ("--image-size", int, "PIXELS", recipe.ENSEMBLE_IMAGE_SIZE, "the square size in pixels every "
+     "image is resized to, for every recipe (the book's default task measures them at "
+     f"{recipe.ENSEMBLE_IMAGE_SIZE}); at least the backbone's minimum (32 for most), at most "
+     f"{MAX_IMAGE_SIZE}"),
     ("--out", Path, "DIR", None, "the folder for the model, the report and the training state, "
      "created if needed; the same command again resumes (default: runs/<FOLDER's name>)"),
     ("--head-epochs", int, "N", 20, "at most this many epochs for the new head, trained on the "
@@ -130,12 +132,11 @@ FINETUNE_OPTIONS = (
     ("--ensemble-epochs", int, "N", 300, "at most this many epochs for each of the ensemble's "
      "heads (and the self-training's), each stopped after 15 without a lower validation loss"),
     ("--recipe", str, "NAME", "auto", "which recipe trains the model: 'ensemble' (the book's "
-     "default: multi-depth features of the frozen mobilenet_v2 and mobilenet at "
-     f"{recipe.ENSEMBLE_IMAGE_SIZE} px, {recipe.ENSEMBLE_HEADS} heads averaged; --backbone, "
-     "--image-size and the epoch, rate and patience options do not apply to it), 'finetune' "
-     "(the two-phase fine-tune of --backbone at --image-size), or 'auto': both, ensemble "
-     "first, keeping the one with the higher validation accuracy (never looking at the test "
-     "images)"),
+     "default: multi-depth features of the frozen mobilenet_v2 and mobilenet, "
+     f"{recipe.ENSEMBLE_HEADS} heads averaged; --backbone and the epoch, rate and patience "
+     "options do not apply to it), 'finetune' (the two-phase fine-tune of --backbone), or "
+     "'auto': both, the book's default first, keeping the one with the higher validation "
+     "accuracy (never looking at the test images; a tie keeps the first)"),
     ("--budget-s", float, "SECONDS", None, "with --recipe auto: once the candidates trained so "
      "far took this long, skip the later ones (default: no limit)"),
     ("--unlabelled", Path, "DIR", None, "a folder of images without labels (any layout, outside "
@@ -281,7 +282,7 @@ def finetune(args: argparse.Namespace) -> None:
 
 
 def _candidate_names(choice: str) -> list[str]:
-    """The candidates ``--recipe`` trains, cheapest first."""
+    """The candidates ``--recipe`` trains, the book's default recipe first."""
     return ["ensemble", "finetune"] if choice == "auto" else [choice]
 
 
@@ -293,7 +294,8 @@ def _backbones_needed(args: argparse.Namespace, names: list[str]) -> list[str]:
 def _candidate(name: str, args: argparse.Namespace, n_classes: int, verbose: int):
     """One ``recipe.Candidate`` with the command's options."""
     if name == "ensemble":
-        return recipe.ensemble_candidate(n_classes, args.seed, heads=args.ensemble_heads,
+        return recipe.ensemble_candidate(n_classes, args.seed, image_size=args.image_size,
+                                         heads=args.ensemble_heads,
                                          epochs=args.ensemble_epochs)  # fmt: skip
     return recipe.finetune_candidate(
         n_classes, args.backbone, args.image_size, head_epochs=args.head_epochs,
@@ -439,13 +441,14 @@ def _check_arguments(args: argparse.Namespace) -> None:
     if args.image_size < smallest:
         raise UsageError(
             f"--image-size {args.image_size} is below {args.backbone}'s minimum of "
-            f"{smallest} px; use --image-size {smallest} or more (e.g. 160)"
+            f"{smallest} px; use --image-size {smallest} or more (the default is "
+            f"{recipe.ENSEMBLE_IMAGE_SIZE})"
         )
     if args.image_size > MAX_IMAGE_SIZE:
         raise UsageError(
             f"--image-size {args.image_size} is above {MAX_IMAGE_SIZE} px: memory and time grow "
             "with its square and the ImageNet weights were learned at 224 px; use "
-            f"{MAX_IMAGE_SIZE} or less (e.g. 160 or 224)"
+            f"{MAX_IMAGE_SIZE} or less (e.g. {recipe.ENSEMBLE_IMAGE_SIZE} or 224)"
         )
     for option, (low, high) in BOUNDS.items():
         if not low <= getattr(args, option) <= high:
@@ -682,7 +685,7 @@ def _print_plan(args, images, parts, skipped, names, unlabelled) -> None:
     if "ensemble" in names:
         print(
             "ensemble: multi-depth features of the frozen "
-            f"{' and '.join(recipe.ENSEMBLE_BACKBONES)} at {recipe.ENSEMBLE_IMAGE_SIZE} px, "
+            f"{' and '.join(recipe.ENSEMBLE_BACKBONES)} at {args.image_size} px, "
             f"computed once; {args.ensemble_heads} heads, "
             "each stopped early on the validation loss, averaged"
         )

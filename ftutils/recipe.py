@@ -484,7 +484,10 @@ def ensemble_candidate(
 
 
 def finetune_candidate(
-    n_classes: int, backbone: str = "mobilenet_v2", image_size: int = 160, **kwargs
+    n_classes: int,
+    backbone: str = "mobilenet_v2",
+    image_size: int = ENSEMBLE_IMAGE_SIZE,
+    **kwargs,
 ) -> Candidate:
     """:func:`fine_tune`'s two phases on a new :func:`ftutils.models.build_classifier` model
     (``kwargs``: fine_tune's arguments; ``unfreeze_from`` defaults to the base's top block),
@@ -518,13 +521,14 @@ def auto(
     clock: Callable[[], float] = time.perf_counter,
     log: Callable[[str], None] = lambda line: None,
 ) -> tuple[keras.Model, Choice]:
-    """Train the candidates in order (cheapest first) and keep the best on validation.
+    """Train the candidates in order (the book's default recipe first) and keep the best on
+    validation.
 
     ``candidates`` (default: :func:`ensemble_candidate`, then :func:`finetune_candidate`,
     the two the book measures on its default task) are trained on ``train`` and scored on
-    ``val`` (accuracy); the highest score is chosen, a tie going to the earlier (cheaper)
-    one. Nothing else is looked at: a test set never reaches this function. ``budget_s``:
-    once the candidates trained so far took this many seconds, the later ones are skipped
+    ``val`` (accuracy); the highest score is chosen, a tie going to the one tried first.
+    Nothing else is looked at: a test set never reaches this function. ``budget_s``: once
+    the candidates trained so far took this many seconds, the later ones are skipped
     (the first always runs). ``run_dir``: each finished candidate's model and result are kept
     in ``run_dir/<name>/`` and the same call again reuses them instead of training (an
     interrupted candidate resumes where its recipe can: ``fine_tune``'s phases, the
@@ -582,7 +586,7 @@ def auto(
                 f"({entry.seconds:.0f} s)")  # fmt: skip
         spent += entry.seconds
     scored = [t for t in tried if t.val_accuracy is not None]
-    best = max(scored, key=lambda t: t.val_accuracy)  # the first of equals: the cheaper
+    best = max(scored, key=lambda t: t.val_accuracy)  # the first of equals: tried first
     n = _size(val)
     for entry in scored:
         if entry is best:
@@ -596,13 +600,13 @@ def auto(
                 + f" on {n} validation images"
             )  # fmt: skip
             if any(t.val_accuracy == best.val_accuracy for t in others):
-                entry.why += "; a tie goes to the cheaper candidate, tried first"
+                entry.why += "; a tie goes to the candidate tried first"
         else:
             entry.status = "not chosen"
             entry.why = (f"validation accuracy {entry.val_accuracy:.3f}, below "
                          f"{best.name}'s {best.val_accuracy:.3f}")  # fmt: skip
             if entry.val_accuracy == best.val_accuracy:
-                entry.why = f"validation accuracy tied with {best.name}, which is cheaper"
+                entry.why = f"validation accuracy tied with {best.name}, which was tried first"
     choice = Choice(tried, records[best.name], n)
     model = models_[best.name]
     if unlabelled is not None:

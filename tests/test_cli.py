@@ -148,9 +148,9 @@ def test_auto_trains_both_recipes_and_says_which_won_and_why(run):
     assert (
         "(95% interval " in result.stdout and "few images: the smallest class has" in result.stdout
     )
-    # the model the command wrote is the chosen candidate's, at that candidate's input size
+    # the model the command wrote is the chosen candidate's, at --image-size
     model = keras.saving.load_model(out / "model.keras", compile=False)
-    assert model.input_shape[1] == (128 if chosen.group(1) == "ensemble" else 32)
+    assert model.input_shape[1] == 32
 
 
 def test_predict_prints_class_names_with_probabilities(run, folder):
@@ -474,7 +474,7 @@ def test_a_forced_recipe_is_the_only_one_trained_and_reloads_with_plain_keras(
     assert not (out / other).exists() and f"{other}: training" not in result.stdout
     model = keras.saving.load_model(out / "model.keras")  # plain Keras, no ftutils objects
     assert model.output_shape == (None, len(CLASSES))
-    assert model.input_shape[1] == (32 if forced_recipe == "finetune" else 128)
+    assert model.input_shape[1] == 32  # --image-size, for either recipe
     predicted = _ftutils("predict", out / "model.keras", folder / "鸟" / "rgba.png")
     assert predicted.returncode == 0, predicted.stderr
 
