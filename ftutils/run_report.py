@@ -216,8 +216,7 @@ def _self_training_section(choice: recipe.Choice) -> str:
         "the unlabelled ones predicted with at least the threshold's confidence (up to a "
         "growing number per class each round, refitted from scratch), for each threshold; "
         "the threshold was chosen on validation, and the result kept only if it beat the "
-        f"model without it there.\n\n**Validation accuracy {st.val_before:.3f} -> "
-        f"{st.val_after:.3f}: {st.why}.**\n\n"
+        f"model without it there.\n\n**{st.why[0].upper()}{st.why[1:]}.**\n\n"
         + _table(
             ["threshold", "round", "pseudo-labels", "of them right", "validation accuracy"], rows
         )  # fmt: skip
