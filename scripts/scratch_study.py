@@ -96,22 +96,28 @@ def results_path(backbone: str) -> Path:
     return PROJECT / "data" / "results" / f"scratch_study_{backbone}.json"
 
 
-def _scored_every_pass():
+def _scored(budget_only: bool):
     from ftutils import training
 
-    class ScoredEveryPass(training.BudgetThenConvergence):
+    class Scored(training.BudgetThenConvergence):
         """:class:`ftutils.training.BudgetThenConvergence` that also keeps the test accuracy
-        after every pass (``every_pass``), for the comparison at several budgets."""
+        after every pass (``every_pass``), for the comparison at several budgets. With
+        ``budget_only`` the run stops at the budget and the test set is scored there alone."""
 
         def on_train_begin(self, logs: dict | None = None) -> None:
             super().on_train_begin(logs)
             self.every_pass: list[float] = []
 
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            self.every_pass.append(self.test_accuracy())
+            if not budget_only:
+                self.every_pass.append(self.test_accuracy())
             super().on_epoch_end(epoch, logs)
 
-    return ScoredEveryPass
+        def on_train_end(self, logs: dict | None = None) -> None:
+            if not budget_only:  # the best pass's weights, scored at convergence
+                super().on_train_end(logs)
+
+    return Scored
 
 
 class Study:
@@ -138,23 +144,23 @@ class Study:
         self.test_xy = data.resized_arrays(self.test, p["image_size"])
         return self
 
-    def train_every_layer(self, model, train_xy, val_xy, seed: int, max_epochs: int):
-        """Unfreeze the whole base and train under the budget-then-convergence schedule, for
-        at most ``max_epochs`` passes; the callback (its test scores, best pass) and history.
-        The same fit as ``training.fit_budget_then_convergence``, scoring the test set after
-        every pass too (predictions only: the training run is unchanged)."""
+    def train_every_layer(self, model, train_xy, val_xy, seed: int, budget_only: bool):
+        """Unfreeze the whole base and train under the budget-then-convergence schedule (up
+        to the budget alone with ``budget_only``); the callback (its test scores, best pass)
+        and history. The same fit as ``training.fit_budget_then_convergence``, scoring the
+        test set after every pass too (predictions only: the training run is unchanged)."""
         from ftutils import backbones, models, training
         from ftutils.config import set_seed
 
         p = self.params
         backbones.unfreeze(models.base_of(model))  # no BatchNormalization to protect in either
         training.compile_classifier(model, "adam", p["train_lr"])
-        scores = _scored_every_pass()(self.test_xy, p["budget_epochs"], p["patience"])
+        scores = _scored(budget_only)(self.test_xy, p["budget_epochs"], p["patience"])
         set_seed(seed)
         history = model.fit(
             *train_xy,
             validation_data=val_xy,
-            epochs=max_epochs,
+            epochs=p["budget_epochs"] if budget_only else p["max_epochs"],
             batch_size=32,
             shuffle=True,
             callbacks=[scores],
@@ -188,27 +194,31 @@ class Study:
         )
         models.copy_head(head, model)
         head_only = training.accuracy(model, *self.test_xy, batch_size=250)
-        max_epochs = p["budget_epochs"] if budget_only else p["max_epochs"]
-        tuned, tuned_history = self.train_every_layer(model, train_xy, val_xy, seed, max_epochs)
+        tuned, tuned_history = self.train_every_layer(model, train_xy, val_xy, seed, budget_only)
         set_seed(seed)
         scratch = models.build_classifier(p["backbone"], n_classes, size, weights=None)
-        fresh, scratch_history = self.train_every_layer(scratch, train_xy, val_xy, seed, max_epochs)
-        row = {
-            "seed": seed,
+        fresh, fresh_history = self.train_every_layer(scratch, train_xy, val_xy, seed, budget_only)
+        budget = {
             "head only": head_only,
             "pretrained, budget": tuned.at_budget,
             "scratch, budget": fresh.at_budget,
+        }
+        if budget_only:
+            return {"seed": seed, **budget}
+        row = {
+            "seed": seed,
+            **budget,
             "pretrained, converged": tuned.at_convergence,
             "scratch, converged": fresh.at_convergence,
             "pretrained, best pass": tuned.best_epoch,
             "scratch, best pass": fresh.best_epoch,
             "pretrained, val_accuracy": [float(a) for a in tuned_history["val_accuracy"]],
-            "scratch, val_accuracy": [float(a) for a in scratch_history["val_accuracy"]],
+            "scratch, val_accuracy": [float(a) for a in fresh_history["val_accuracy"]],
             "pretrained, test_accuracy": tuned.every_pass,
             "scratch, test_accuracy": fresh.every_pass,
             "seconds": round(time.perf_counter() - start, 1),
         }
-        return {k: row[k] for k in ("seed", *BUDGET_SCORES)} if budget_only else row
+        return row
 
 
 def run_to_file(out: Path, study: Study, seeds: list[int], command: str) -> dict:

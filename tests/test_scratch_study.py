@@ -1,8 +1,8 @@
 """scripts/scratch_study.py: the committed files are the studies notebooks 04_1 and 04_2 say.
 
 The reproduction itself runs in the notebooks: each re-runs the first seed with the script's
-code (04_1 to convergence, 04_2 up to the equal budget) and its sanity checks compare that run
-with the file (under ``make test``, with nbval).
+code, up to the equal budget, and its sanity checks compare that run with the file (under
+``make test``, with nbval).
 Here each file is checked against the script and against the schedule it claims.
 """
 
