@@ -7,9 +7,12 @@ Prints, in one run, on the default task (Fashion-MNIST, MobileNetV2 ImageNet wei
 (b) the default task -- 100 labelled images per class (80 train / 20 validation), the same
     2,000 test images, seeds 0-2 -- for the two-phase fine-tune (``recipe.fine_tune``),
     multi-depth features of one base, the default recipe (``recipe.feature_ensemble``, what
-    notebook 01 and the CLI use) and the TensorFlow tutorial's recipe
-    (``bench/tutorial_recipe.py``): mean validation and test accuracy, spread, training
-    seconds, and the ratios to the tutorial;
+    notebook 01 uses) and the TensorFlow tutorial's recipe (``bench/tutorial_recipe.py``):
+    mean validation and test accuracy, spread, training seconds, and the ratios to the
+    tutorial. ``python -m ftutils finetune FOLDER`` (``--recipe auto``, its default) trains
+    two of these through ``recipe.auto`` and keeps the one with the higher validation
+    accuracy: the default recipe as here, and the two-phase fine-tune at the CLI's own
+    settings (128 px as here, from ``block_16_expand``; here from ``block_13_expand``);
 (c) seconds per epoch of fine-tuning the top blocks on cached activations below the cut vs
     through the whole network.
 
@@ -115,7 +118,8 @@ def tutorial_recipe(train, val, size: int) -> keras.Model:
     return model
 
 
-#: (b)'s recipes and their image sizes; the default is the one notebook 01 and the CLI use.
+#: (b)'s recipes and their image sizes; the default is the one notebook 01 uses and the CLI
+#: tries first.
 RECIPES = {
     "two-phase fine-tune": (book_recipe, SIZE),
     "multi-depth, 1 base": (multi_depth_recipe, SIZE),

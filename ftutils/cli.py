@@ -69,7 +69,8 @@ MAX_IMAGE_SIZE = 512
 
 #: The whole-number options' bounds: at least, at most. A seed must fit NumPy's 32 bits.
 BOUNDS = {"head_epochs": (0, 1000), "finetune_epochs": (0, 1000), "patience": (0, 1000),
-          "batch_size": (1, 1024), "seed": (0, 2**32 - 1)}  # fmt: skip
+          "batch_size": (1, 1024), "seed": (0, 2**32 - 1), "ensemble_heads": (1, 100),
+          "ensemble_epochs": (1, 10000)}  # fmt: skip
 
 
 class UsageError(ValueError):
@@ -101,8 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
 FINETUNE_OPTIONS = (
     ("--backbone", str, "NAME", "mobilenet_v2", "the pretrained base, with ImageNet weights "
      f"(downloaded once when online and not in the Keras cache): {', '.join(recipe.TOP_BLOCK)}"),
-    ("--image-size", int, "PIXELS", 160, "the square size in pixels every image is resized to; at "
-     f"least the backbone's minimum (32 for most), at most {MAX_IMAGE_SIZE}"),
+    ("--image-size", int, "PIXELS", recipe.ENSEMBLE_IMAGE_SIZE, "the square size in pixels every "
+     "image is resized to, for every recipe (the book's default task measures them at "
+     f"{recipe.ENSEMBLE_IMAGE_SIZE}); at least the backbone's minimum (32 for most), at most "
+     f"{MAX_IMAGE_SIZE}"),
     ("--out", Path, "DIR", None, "the folder for the model, the report and the training state, "
      "created if needed; the same command again resumes (default: runs/<FOLDER's name>)"),
     ("--head-epochs", int, "N", 20, "at most this many epochs for the new head, trained on the "
@@ -124,7 +127,31 @@ FINETUNE_OPTIONS = (
     ("--seed", int, "N", 0, "the seed of the split, the head's first weights and the batch order"),
     ("--patience", int, "N", 3, "stop a phase after this many epochs without a lower validation "
      "loss; its best epoch is kept"),
+    ("--ensemble-heads", int, "N", recipe.ENSEMBLE_HEADS, "the ensemble's heads (averaged), "
+     "and the self-training's"),
+    ("--ensemble-epochs", int, "N", 300, "at most this many epochs for each of the ensemble's "
+     "heads (and the self-training's), each stopped after 15 without a lower validation loss"),
+    ("--recipe", str, "NAME", "auto", "which recipe trains the model: 'ensemble' (the book's "
+     "default: multi-depth features of the frozen mobilenet_v2 and mobilenet, "
+     f"{recipe.ENSEMBLE_HEADS} heads averaged; --backbone and the epoch, rate and patience "
+     "options do not apply to it), 'finetune' (the two-phase fine-tune of --backbone), or "
+     "'auto': both, the book's default first, keeping the one with the higher validation "
+     "accuracy (never looking at the test images; a tie keeps the first)"),
+    ("--budget-s", float, "SECONDS", None, "with --recipe auto: once the candidates trained so "
+     "far took this long, skip the later ones (default: no limit)"),
+    ("--unlabelled", Path, "DIR", None, "a folder of images without labels (any layout, outside "
+     "FOLDER) for self-training (§4.5) on top of the chosen recipe: confident predictions become "
+     "labels for a few rounds, the confidence threshold chosen on validation, and the result kept "
+     "only if validation accuracy improves; images in a sub-folder named like a class are "
+     "used to check the pseudo-labels, never to train"),
 )  # fmt: skip
+
+#: ``--recipe``'s choices.
+RECIPES = ("auto", "ensemble", "finetune")
+
+#: Below this many images in the smallest class, the command says how few images its
+#: validation and test scores rest on and how uncertain the test score is.
+FEW_PER_CLASS = run_report.FEW_PER_CLASS
 
 
 def _add_finetune(commands) -> None:
@@ -132,10 +159,14 @@ def _add_finetune(commands) -> None:
         "finetune",
         help="train a classifier on an image folder and write a report",
         description="Split FOLDER into training, validation and test images (stratified), "
-        "train a new head on the frozen base's features, fine-tune the base's top block "
-        "(BatchNormalization frozen), both with early stopping on the validation loss, and "
-        "write model.keras, classes.json and report.md into --out. Run the same command "
-        "again to resume an interrupted run.",
+        "then train the book's recipes (--recipe auto): first the feature ensemble (multi-depth "
+        "features of two frozen ImageNet bases, several heads averaged), then the two-phase "
+        "fine-tune (a new head on the frozen base's features, then the base's top block with "
+        "BatchNormalization frozen, both with early stopping on the validation loss), and keep "
+        "the one with the higher validation accuracy; with --unlabelled, self-train on top of "
+        "it. Write model.keras, classes.json and report.md (which recipe won and why, every "
+        "candidate's validation score and time, the test score) into --out. Run the same "
+        "command again to resume an interrupted run: a finished candidate is not trained again.",
     )
     sub.add_argument(
         "folder",
@@ -145,7 +176,7 @@ def _add_finetune(commands) -> None:
         "(FOLDER/cat/*.jpg, FOLDER/dog/*.png, ...)",
     )
     for flag, kind, metavar, default, text in FINETUNE_OPTIONS:
-        shown = "" if default is None else " (default: %(default)s)"
+        shown = "" if default is None or flag == "--budget-s" else " (default: %(default)s)"
         sub.add_argument(flag, type=kind, metavar=metavar, default=default, help=text + shown)
     sub.set_defaults(run=finetune)
 
@@ -191,44 +222,145 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def finetune(args: argparse.Namespace) -> None:
-    """Check everything that can be checked, then train (or resume), evaluate and report."""
+    """Check everything that can be checked, then train (or resume), choose, evaluate and
+    report."""
     _check_arguments(args)
     args.unfreeze_from = args.unfreeze_from or recipe.TOP_BLOCK[args.backbone]
     out = args.out or Path("runs") / args.folder.resolve().name
     _check_out(out, args.folder)
     data.count_image_files(args.folder)  # a missing folder or class folder, before TF starts
+    unlabelled_files = _unlabelled_files(args.unlabelled, args.folder, out)
     before = _noted_run(out)
     config.setup(args.seed, verbose=False)  # strategy, precision, seeds: before any TF op
     images, files, skipped = _load_folder(args.folder, args.image_size)
     split = data.three_way_split(images, args.val_fraction, args.test_fraction, args.seed)
     parts = {name: images.take(indices) for name, indices in zip(PARTS, split, strict=True)}
-    noted = _run_identity(args, images, files)
+    unlabelled = _unlabelled(unlabelled_files, args.unlabelled, images.class_names, skipped)
+    noted = _run_identity(args, images, files, unlabelled)
     _check_same_run(out, before, noted)
-    backbones.imagenet_weights_path(args.backbone)  # may download: after every check of input
-    model = models.build_classifier(args.backbone, images.n_classes, args.image_size)
-    if args.finetune_epochs:
-        _check_cut(model, args.unfreeze_from)
+    names = _candidate_names(args.recipe)
+    for backbone in _backbones_needed(args, names):  # may download: after every check of input
+        backbones.imagenet_weights_path(backbone)
+    if "finetune" in names and args.finetune_epochs:
+        _check_cut(models.build_classifier(args.backbone, images.n_classes, args.image_size),
+                   args.unfreeze_from)  # fmt: skip
     _start_run(out, noted)
     notes = list(skipped)  # for the report
     if (unbalanced := data.imbalance(images)) is not None:
         print(f"warning: {unbalanced}", file=sys.stderr)
         notes.append(unbalanced)
-    _print_plan(args, images, parts, skipped)
+    _print_plan(args, images, parts, skipped, names, unlabelled)
     if before is not None:
-        print(_resume_line(out, args))
-    record = recipe.fine_tune(
-        model, parts["train"], parts["validation"], args.head_epochs, args.finetune_epochs,
-        args.head_lr, args.finetune_lr, unfreeze_from=args.unfreeze_from,
-        patience=args.patience, batch_size=args.batch_size, seed=args.seed, run_dir=out,
-        verbose=1 if sys.stdout.isatty() else 2,  # progress bars in a terminal, else lines
+        print(_resume_line(out, args, names))
+    verbose = 1 if sys.stdout.isatty() else 2  # progress bars in a terminal, else lines
+    model, choice = recipe.auto(
+        parts["train"], parts["validation"], unlabelled,
+        candidates=[_candidate(name, args, images.n_classes, verbose) for name in names],
+        budget_s=args.budget_s, run_dir=out, seed=args.seed, log=print,
+        self_training_heads=args.ensemble_heads, self_training_epochs=args.ensemble_epochs,
     )  # fmt: skip
     _save_model(out, model, images.class_names)
     test_files = [files[i] for i in split[2]]
-    run = run_report.Run(args.command_line, args.folder, _settings(args), parts, test_files, notes)
-    accuracy = run_report.write(out, model, record, run)
-    print(f"test accuracy: {accuracy:.3f} on {len(parts['test'])} images")
+    run = run_report.Run(args.command_line, args.folder, _settings(args), parts, test_files, notes,
+                         choice)  # fmt: skip
+    accuracy = run_report.write(out, model, choice.record, run)
+    chosen = choice.chosen
+    print(f"chosen: {chosen.name}, {chosen.why}")
+    if choice.self_training is not None:
+        print(f"self-training: {choice.self_training.why}")
+    n_test = len(parts["test"])
+    low, high = run_report.wilson_interval(round(accuracy * n_test), n_test)
+    print(f"test accuracy: {accuracy:.3f} on {n_test} images (95% interval {low:.3f}-{high:.3f})")
+    if images.class_counts().min() < FEW_PER_CLASS:
+        print(
+            f"few images: the smallest class has {images.class_counts().min()}, so the choice "
+            f"rests on {len(parts['validation'])} validation images and the test score on "
+            f"{n_test}: read the interval, not the score alone"
+        )
     print(f"wrote {out / 'model.keras'}, {out / 'classes.json'} and {out / 'report.md'}")
     print(f"classify new images with: python -m ftutils predict {out / 'model.keras'} IMAGE...")
+
+
+def _candidate_names(choice: str) -> list[str]:
+    """The candidates ``--recipe`` trains, the book's default recipe first."""
+    return ["ensemble", "finetune"] if choice == "auto" else [choice]
+
+
+def _backbones_needed(args: argparse.Namespace, names: list[str]) -> list[str]:
+    needed = list(recipe.ENSEMBLE_BACKBONES) if "ensemble" in names else []
+    return needed + ([args.backbone] if "finetune" in names and args.backbone not in needed else [])
+
+
+def _candidate(name: str, args: argparse.Namespace, n_classes: int, verbose: int):
+    """One ``recipe.Candidate`` with the command's options."""
+    if name == "ensemble":
+        return recipe.ensemble_candidate(n_classes, args.seed, image_size=args.image_size,
+                                         heads=args.ensemble_heads,
+                                         epochs=args.ensemble_epochs)  # fmt: skip
+    return recipe.finetune_candidate(
+        n_classes, args.backbone, args.image_size, head_epochs=args.head_epochs,
+        finetune_epochs=args.finetune_epochs, head_lr=args.head_lr,
+        finetune_lr=args.finetune_lr, unfreeze_from=args.unfreeze_from, patience=args.patience,
+        batch_size=args.batch_size, seed=args.seed, verbose=verbose,
+    )  # fmt: skip
+
+
+def _unlabelled_files(folder: Path | None, images: Path, out: Path) -> list[Path]:
+    """Every file with an image extension under ``--unlabelled`` (any layout), listed, not
+    opened; one error line when the folder cannot serve."""
+    if folder is None:
+        return []
+    if not folder.is_dir():
+        raise UsageError(f"--unlabelled {folder} does not exist (or is not a folder); give a "
+                         "folder of images without labels")  # fmt: skip
+    inside = folder.resolve().is_relative_to(images.resolve())
+    if inside or images.resolve().is_relative_to(folder.resolve()):
+        raise UsageError(
+            f"--unlabelled {folder} and the image folder {images} overlap: labelled (and test) "
+            "images would be taken as unlabelled ones, or the other way round; give a "
+            "separate folder"
+        )
+    if out.resolve().is_relative_to(folder.resolve()):
+        raise UsageError(
+            f"--out {out} is inside the --unlabelled folder {folder}: its report "
+            "images would be read as unlabelled images; give a folder outside it"
+        )
+    found = sorted(p for p in folder.rglob("*")
+                   if p.suffix.lower() in data.IMAGE_EXTENSIONS and p.is_file())  # fmt: skip
+    if not found:
+        raise UsageError(
+            f"--unlabelled {folder} holds no image files "
+            f"({', '.join(sorted(data.IMAGE_EXTENSIONS))}); give a folder of images"
+        )
+    return found
+
+
+def _unlabelled(
+    files: list[Path], folder: Path | None, class_names: Sequence[str], skipped: list[str]
+) -> data.ImageFiles | None:
+    """The readable unlabelled images as ImageFiles, read batch by batch when used; labels -1,
+    or a class for an image in a sub-folder named like that class (only to check
+    pseudo-labels). Unreadable files are skipped with a warning line each."""
+    if folder is None:
+        return None
+    good, labels = [], []
+    for file in files:
+        try:
+            data.read_image(file, 8)
+        except DataError:
+            message = f"skipping {file}: {data.UNREADABLE}"
+            print(f"warning: {message}", file=sys.stderr)
+            skipped.append(message)
+            continue
+        good.append(str(file))
+        parent = file.parent.name
+        labels.append(class_names.index(parent) if parent in class_names else -1)
+    if not good:
+        raise UsageError(
+            f"--unlabelled {folder}: none of its {len(files)} image files can be "
+            "read (corrupt or another format); give a folder of images"
+        )
+    return data.ImageFiles(np.array(good), np.array(labels), tuple(class_names))
 
 
 def _save_model(out: Path, model: keras.Model, class_names: Sequence[str]) -> None:
@@ -309,13 +441,14 @@ def _check_arguments(args: argparse.Namespace) -> None:
     if args.image_size < smallest:
         raise UsageError(
             f"--image-size {args.image_size} is below {args.backbone}'s minimum of "
-            f"{smallest} px; use --image-size {smallest} or more (e.g. 160)"
+            f"{smallest} px; use --image-size {smallest} or more (the default is "
+            f"{recipe.ENSEMBLE_IMAGE_SIZE})"
         )
     if args.image_size > MAX_IMAGE_SIZE:
         raise UsageError(
             f"--image-size {args.image_size} is above {MAX_IMAGE_SIZE} px: memory and time grow "
             "with its square and the ImageNet weights were learned at 224 px; use "
-            f"{MAX_IMAGE_SIZE} or less (e.g. 160 or 224)"
+            f"{MAX_IMAGE_SIZE} or less (e.g. {recipe.ENSEMBLE_IMAGE_SIZE} or 224)"
         )
     for option, (low, high) in BOUNDS.items():
         if not low <= getattr(args, option) <= high:
@@ -330,6 +463,14 @@ def _check_arguments(args: argparse.Namespace) -> None:
                 f"--{option.replace('_', '-')} must be a learning rate above 0 and at most 1 "
                 f"(e.g. {example}), got {rate}"
             )
+    if args.recipe not in RECIPES:
+        raise UsageError(
+            f"--recipe {args.recipe} is not a recipe; choose one of: "
+            f"{', '.join(RECIPES)} (auto: the better of the others on validation)"
+        )
+    if args.budget_s is not None and not (math.isfinite(args.budget_s) and args.budget_s > 0):
+        raise UsageError(f"--budget-s must be a number of seconds above 0 (e.g. 600), got "
+                         f"{args.budget_s}")  # fmt: skip
     val, test = args.val_fraction, args.test_fraction
     if not (0 < val < 1 and 0 < test < 1 and val + test < 1):
         raise UsageError(
@@ -386,17 +527,31 @@ def _load_folder(
 def _settings(args: argparse.Namespace) -> dict:
     """The options that decide what is trained: every one but ``--out``."""
     names = (flag[2:].replace("-", "_") for flag, *_ in FINETUNE_OPTIONS if flag != "--out")
-    return {name: getattr(args, name) for name in names}
+    return {name: _plain(getattr(args, name)) for name in names}
 
 
-def _run_identity(args: argparse.Namespace, images: data.Images, files: list[Path]) -> dict:
+def _plain(value):
+    """An option's value as JSON holds it (a folder as its path)."""
+    return str(value) if isinstance(value, Path) else value
+
+
+def _run_identity(
+    args: argparse.Namespace,
+    images: data.Images,
+    files: list[Path],
+    unlabelled: data.ImageFiles | None = None,
+) -> dict:
     """What decides a run's result, as ``run.json`` notes it: the options; the strategy,
     precision and libraries it computes with (a resumed phase must go on with the same); a
-    digest of the image files read (paths, sizes, modification times) and their labels."""
+    digest of the image files read (paths, sizes, modification times) and their labels, and
+    of the unlabelled image files."""
     seen = data.ImageFiles([str(f) for f in files], images.labels, images.class_names)
-    fingerprint = seen.fingerprint()
-    listed = [fingerprint["files"], fingerprint["sizes"].tolist(), fingerprint["mtimes"].tolist()]
-    digest = hashlib.sha256(json.dumps(listed, ensure_ascii=False).encode())
+    digest = hashlib.sha256()
+    for part in (seen, unlabelled) if unlabelled is not None else (seen,):
+        fingerprint = part.fingerprint()
+        listed = [fingerprint["files"], fingerprint["sizes"].tolist(),
+                  fingerprint["mtimes"].tolist()]  # fmt: skip
+        digest.update(json.dumps(listed, ensure_ascii=False).encode())
     digest.update(images.labels.tobytes())
     digest.update(json.dumps(images.class_names, ensure_ascii=False).encode())
     environment = {
@@ -457,23 +612,34 @@ def _start_run(out: Path, noted: dict) -> None:
         _cannot_write(out, exc.errno or errno.EIO)
 
 
-def _resume_line(out: Path, args: argparse.Namespace) -> str:
-    """Where a run that ``out`` already holds goes on: the phases finished, and the epoch
-    the next one continues after."""
-    path = out / recipe.PHASES_FILE
+def _resume_line(out: Path, args: argparse.Namespace, names: Sequence[str]) -> str:
+    """Where a run that ``out`` already holds goes on: the candidates finished, and the one
+    (and, for the fine-tune, the phase and epoch) the next step continues with."""
+    finished = [name for name in names if (out / name / recipe.CANDIDATE_RESULT).is_file()]
+    for name in names:
+        if name in finished:
+            continue
+        earlier = f"{' and '.join(finished)} finished earlier; " if finished else ""
+        where = _finetune_where(out / name, args) if name == "finetune" else "goes on"
+        return f"resuming the run in {out}: {earlier}{name} {where}"
+    return (
+        f"the run in {out} finished earlier: its models are restored and the report written "
+        "again, nothing is trained"
+    )
+
+
+def _finetune_where(run: Path, args: argparse.Namespace) -> str:
+    """Where an interrupted fine-tune in ``run`` goes on: its phase and epoch."""
+    path = run / recipe.PHASES_FILE
     finished = list(json.loads(path.read_text(encoding="utf-8"))) if path.is_file() else []
     phases = [(name, n) for name, n in (("head", args.head_epochs),
                                         ("fine-tune", args.finetune_epochs)) if n]  # fmt: skip
     for phase, epochs in phases:
         if phase not in finished:
-            done = _epochs_backed_up(out / phase / training.BACKUP_DIR)
-            where = f"after epoch {done} of {epochs}" if done else f"at epoch 1 of {epochs}"
-            earlier = f"{' and '.join(finished)} finished earlier; " if finished else ""
-            return f"resuming the run in {out}: {earlier}{phase} goes on {where}"
-    return (
-        f"the run in {out} finished earlier: its model is restored and the report written "
-        "again, nothing is trained"
-    )
+            done = _epochs_backed_up(run / phase / training.BACKUP_DIR)
+            at = f"after epoch {done} of {epochs}" if done else f"at epoch 1 of {epochs}"
+            return f"({', '.join(finished) + ' finished, ' if finished else ''}{phase} {at})"
+    return "(its phases finished; restored)"
 
 
 def _epochs_backed_up(backup: Path) -> int:
@@ -494,7 +660,7 @@ def _check_cut(model, layer: str) -> None:
         raise UsageError(f"--unfreeze-from {layer}: {exc}") from None
 
 
-def _print_plan(args, images, parts, skipped) -> None:
+def _print_plan(args, images, parts, skipped, names, unlabelled) -> None:
     """What is about to happen, in a few lines."""
     counts = ", ".join(
         f"{name} {n}" for name, n in zip(images.class_names, images.class_counts(), strict=True)
@@ -513,16 +679,34 @@ def _print_plan(args, images, parts, skipped) -> None:
         + ", ".join(f"{len(part)} {name}" for name, part in parts.items())
         + f" (stratified, seed {args.seed})"
     )
-    print(
-        f"1. head: up to {args.head_epochs} epochs on features of the frozen {args.backbone} "
-        f"at {args.image_size} px, computed once (learning rate {args.head_lr})"
-    )
-    if args.finetune_epochs:
+    if len(names) > 1:
+        budget = f"; after {args.budget_s:g} s the later ones are skipped" if args.budget_s else ""
+        print(f"recipe auto: {' then '.join(names)}, the higher validation accuracy kept{budget}")
+    if "ensemble" in names:
         print(
-            f"2. fine-tune: from layer {args.unfreeze_from} up (BatchNormalization frozen), up to "
-            f"{args.finetune_epochs} epochs (learning rate {args.finetune_lr})"
+            "ensemble: multi-depth features of the frozen "
+            f"{' and '.join(recipe.ENSEMBLE_BACKBONES)} at {args.image_size} px, "
+            f"computed once; {args.ensemble_heads} heads, "
+            "each stopped early on the validation loss, averaged"
         )
-    print(
-        f"each phase stops after {args.patience} epochs without a lower validation loss and "
-        "keeps its best epoch"
-    )
+    if "finetune" in names:
+        print(
+            f"finetune 1. head: up to {args.head_epochs} epochs on features of the frozen "
+            f"{args.backbone} at {args.image_size} px, computed once (learning rate "
+            f"{args.head_lr})"
+        )
+        if args.finetune_epochs:
+            print(
+                f"finetune 2. from layer {args.unfreeze_from} up (BatchNormalization frozen), up "
+                f"to {args.finetune_epochs} epochs (learning rate {args.finetune_lr})"
+            )
+        print(
+            f"each phase stops after {args.patience} epochs without a lower validation loss and "
+            "keeps its best epoch"
+        )
+    if unlabelled is not None:
+        print(
+            f"then self-training with {len(unlabelled)} unlabelled images from {args.unlabelled}: "
+            "a fixed number of rounds, the confidence threshold chosen on validation, kept only "
+            "if validation accuracy improves"
+        )

@@ -9,16 +9,18 @@ features from several depths of two frozen bases, several heads averaged, as one
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import time
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from ftutils import backbones, cache, config, distribute, frozen, models
+from ftutils import backbones, cache, config, distribute, frozen, models, semi_supervised, training
 from ftutils.data import ImageData, ImageFiles
 from ftutils.errors import ResumeError
 from ftutils.training import TrainingRecord, callbacks, compile_classifier, fit_classifier
@@ -353,6 +355,15 @@ def feature_ensemble(
     image -> class probabilities, and the record of every head's training (phases
     ``head 1``, ``head 2``, ...).
     """
+    extractors = _ensemble_extractors(train.n_classes, backbone_names, image_size)
+    x_train, x_val = (_features(extractors, d) for d in (train, val))
+    trained, record = _ensemble_heads(x_train, train.labels, x_val, val.labels, train.n_classes,
+                                      heads, epochs, patience, seed)  # fmt: skip
+    return _ensemble_model(extractors, trained, image_size), record
+
+
+def _ensemble_extractors(n_classes: int, backbone_names: Sequence[str], image_size: int) -> list:
+    """One multi-depth feature extractor per base (``frozen.multi_depth``)."""
     extractors = []
     for name in backbone_names:
         if name not in frozen.MULTI_DEPTH_LAYERS:
@@ -360,22 +371,32 @@ def feature_ensemble(
                 f"no multi-depth layers listed for {name!r}; choose from "
                 f"{', '.join(frozen.MULTI_DEPTH_LAYERS)}"
             )
-        classifier = models.build_classifier(name, train.n_classes, image_size, dropout=0)
+        classifier = models.build_classifier(name, n_classes, image_size, dropout=0)
         extractors.append(frozen.multi_depth(classifier, frozen.MULTI_DEPTH_LAYERS[name]))
-    x_train, x_val = (
-        np.concatenate([frozen.activations(e, d) for e in extractors], axis=1) for d in (train, val)
-    )
-    record = TrainingRecord()
+    return extractors
+
+
+def _features(extractors: Sequence[keras.Model], data: Data) -> np.ndarray:
+    """Every extractor's features of ``data``, side by side."""
+    return np.concatenate([frozen.activations(e, data) for e in extractors], axis=1)
+
+
+def _ensemble_heads(x_train, y_train, x_val, y_val, n_classes: int, heads: int, epochs: int,
+                    patience: int, seed: int, record: TrainingRecord | None = None
+                    ) -> tuple[list[keras.Model], TrainingRecord]:  # fmt: skip
+    """``heads`` standardized dense heads, each from its own seeded start, stopped early on
+    the validation loss."""
+    record = record if record is not None else TrainingRecord()
     trained = []
     for k in range(heads):
         with config.seeded(seed * 1000 + k):  # a different start for each head
             head, record = frozen.train_head(
-                x_train, train.labels, x_val, val.labels, train.n_classes, epochs=epochs,
+                x_train, y_train, x_val, y_val, n_classes, epochs=epochs,
                 standardize=True, patience=patience, record=record, phase=f"head {k + 1}",
                 name=f"head_{k + 1}",
             )  # fmt: skip
         trained.append(head)
-    return _ensemble_model(extractors, trained, image_size), record
+    return trained, record
 
 
 def _ensemble_model(extractors, heads, image_size: int) -> keras.Model:
@@ -392,3 +413,309 @@ def _ensemble_model(extractors, heads, image_size: int) -> keras.Model:
     else:
         outputs = outputs[0]
     return keras.Model(image, outputs, name="feature_ensemble")
+
+
+# --- Choosing a recipe on validation (what ``python -m ftutils finetune`` runs) -------------
+
+#: In ``auto``'s run folder, per candidate (``run_dir/<name>/``): its model and its result.
+CANDIDATE_MODEL = "model.keras"
+CANDIDATE_RESULT = "result.json"
+#: ``auto``'s run folder: the self-training's result, model and record.
+SELF_TRAINING_DIR = "self-training"
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+    """A recipe :func:`auto` may choose: ``train(train, val, work_dir)`` returns a model
+    (image -> class probabilities) and its training record; ``work_dir`` (a folder, or None)
+    is where it may keep a resumable state."""
+
+    name: str
+    about: str
+    train: Callable[[Data, Data, Path | None], tuple[keras.Model, TrainingRecord]]
+
+
+@dataclasses.dataclass
+class Tried:
+    """One candidate as :func:`auto` met it."""
+
+    name: str
+    about: str
+    status: str = "skipped"  # "chosen", "not chosen" or "skipped"
+    why: str = ""
+    val_accuracy: float | None = None
+    seconds: float | None = None  # its training and validation (an earlier run's, if resumed)
+    resumed: bool = False
+
+
+@dataclasses.dataclass
+class Choice:
+    """What :func:`auto` tried and chose: every candidate, the chosen one's training record,
+    the validation set's size, and the self-training (None without unlabelled images)."""
+
+    tried: list[Tried]
+    record: TrainingRecord
+    val_size: int
+    self_training: semi_supervised.SelfTraining | None = None
+
+    @property
+    def chosen(self) -> Tried:
+        return next(t for t in self.tried if t.status == "chosen")
+
+
+def ensemble_candidate(
+    n_classes: int,
+    seed: int = 0,
+    backbone_names: Sequence[str] = ENSEMBLE_BACKBONES,
+    image_size: int = ENSEMBLE_IMAGE_SIZE,
+    heads: int = ENSEMBLE_HEADS,
+    epochs: int = 300,
+    patience: int = 15,
+) -> Candidate:
+    """:func:`feature_ensemble` as a candidate (its features are cached: resumable as such)."""
+
+    def train(train_data, val_data, work_dir):
+        return feature_ensemble(train_data, val_data, backbone_names, image_size, heads, epochs,
+                                patience, seed)  # fmt: skip
+
+    about = (f"feature ensemble: multi-depth features of {' + '.join(backbone_names)} at "
+             f"{image_size} px (frozen), {heads} standardized heads averaged")  # fmt: skip
+    return Candidate("ensemble", about, train)
+
+
+def finetune_candidate(
+    n_classes: int,
+    backbone: str = "mobilenet_v2",
+    image_size: int = ENSEMBLE_IMAGE_SIZE,
+    **kwargs,
+) -> Candidate:
+    """:func:`fine_tune`'s two phases on a new :func:`ftutils.models.build_classifier` model
+    (``kwargs``: fine_tune's arguments; ``unfreeze_from`` defaults to the base's top block),
+    resumable in its work folder."""
+    kwargs.setdefault("unfreeze_from", TOP_BLOCK[backbone])
+
+    def train(train_data, val_data, work_dir):
+        model = models.build_classifier(backbone, n_classes, image_size)
+        record = fine_tune(model, train_data, val_data, run_dir=work_dir, **kwargs)
+        return model, record
+
+    about = (
+        f"two-phase fine-tune: {backbone} at {image_size} px, a new head on the frozen "
+        f"base, then the base from {kwargs['unfreeze_from']} up (BatchNormalization frozen)"
+    )
+    return Candidate("finetune", about, train)  # fmt: skip
+
+
+def auto(
+    train: Data,
+    val: Data,
+    unlabelled: ImageData | ImageFiles | None = None,
+    candidates: Sequence[Candidate] | None = None,
+    budget_s: float | None = None,
+    run_dir: str | Path | None = None,
+    seed: int = 0,
+    rounds: int = 2,
+    thresholds: Sequence[float] = semi_supervised.THRESHOLDS,
+    self_training_heads: int = ENSEMBLE_HEADS,
+    self_training_epochs: int = 300,
+    clock: Callable[[], float] = time.perf_counter,
+    log: Callable[[str], None] = lambda line: None,
+) -> tuple[keras.Model, Choice]:
+    """Train the candidates in order (the book's default recipe first) and keep the best on
+    validation.
+
+    ``candidates`` (default: :func:`ensemble_candidate`, then :func:`finetune_candidate`,
+    the two the book measures on its default task) are trained on ``train`` and scored on
+    ``val`` (accuracy); the highest score is chosen, a tie going to the one tried first.
+    Nothing else is looked at: a test set never reaches this function. ``budget_s``: once
+    the candidates trained so far took this many seconds, the later ones are skipped
+    (the first always runs). ``run_dir``: each finished candidate's model and result are kept
+    in ``run_dir/<name>/`` and the same call again reuses them instead of training (an
+    interrupted candidate resumes where its recipe can: ``fine_tune``'s phases, the
+    ensemble's cached features); seconds are those of the run that trained it.
+
+    ``unlabelled`` (images whose labels are not used; ``labels`` may be -1, or the true
+    classes, which then only check the pseudo-labels): self-training (§4.5) on top of the
+    chosen model: ``self_training_heads`` new standardized heads on its features (each at
+    most ``self_training_epochs`` epochs, stopped early on the validation loss), refitted
+    with pseudo-labels for ``rounds`` rounds at each of ``thresholds``, the threshold chosen
+    on validation, kept only when it beats the chosen model there
+    (:func:`ftutils.semi_supervised.self_train_on_validation`). The returned model is then
+    image -> the chosen model's features -> the new heads, averaged.
+
+    Returns the model (one Keras model of standard layers, image -> probabilities) and the
+    :class:`Choice`. ``log`` receives a line per event (the CLI prints them).
+    """
+    if candidates is None:
+        candidates = [ensemble_candidate(train.n_classes, seed),
+                      finetune_candidate(train.n_classes, seed=seed)]  # fmt: skip
+    if not candidates:
+        raise ValueError("give at least one candidate")
+    names = [c.name for c in candidates]
+    if len(set(names)) != len(names):
+        raise ValueError(f"candidate names must differ, got {names}")
+    run = Path(run_dir) if run_dir is not None else None
+    tried = [Tried(c.name, c.about) for c in candidates]
+    models_, records = {}, {}
+    spent = 0.0
+    for k, (candidate, entry) in enumerate(zip(candidates, tried, strict=True)):
+        if k and budget_s is not None and spent >= budget_s:
+            entry.why = (f"skipped: the candidates before it took {spent:.0f} s, the budget "
+                         f"(--budget-s) is {budget_s:g} s")  # fmt: skip
+            log(f"{candidate.name}: {entry.why}")
+            continue
+        found = _finished_candidate(run, candidate.name)
+        if found is not None:
+            models_[candidate.name], records[candidate.name], result = found
+            entry.val_accuracy, entry.seconds = result["val_accuracy"], result["seconds"]
+            entry.resumed = True
+            log(
+                f"{candidate.name}: finished in an earlier run (validation accuracy "
+                f"{entry.val_accuracy:.3f}, {entry.seconds:.0f} s); restored from {run}"
+            )
+        else:
+            log(f"{candidate.name}: training ({candidate.about})")
+            work = run / candidate.name if run is not None else None
+            start = clock()
+            model, record = candidate.train(train, val, work)
+            entry.val_accuracy = training.accuracy(model, val)
+            entry.seconds = clock() - start
+            models_[candidate.name], records[candidate.name] = model, record
+            _keep_candidate(run, candidate.name, model, record, entry)
+            log(f"{candidate.name}: validation accuracy {entry.val_accuracy:.3f} "
+                f"({entry.seconds:.0f} s)")  # fmt: skip
+        spent += entry.seconds
+    scored = [t for t in tried if t.val_accuracy is not None]
+    best = max(scored, key=lambda t: t.val_accuracy)  # the first of equals: tried first
+    n = _size(val)
+    for entry in scored:
+        if entry is best:
+            entry.status = "chosen"
+            others = [t for t in scored if t is not best]
+            entry.why = (
+                "the highest validation accuracy"
+                + (f" ({best.val_accuracy:.3f} against "
+                   + ", ".join(f"{t.name} {t.val_accuracy:.3f}" for t in others) + ")"
+                   if others else " (the only candidate trained)")
+                + f" on {n} validation images"
+            )  # fmt: skip
+            if any(t.val_accuracy == best.val_accuracy for t in others):
+                entry.why += "; a tie goes to the candidate tried first"
+        else:
+            entry.status = "not chosen"
+            entry.why = (f"validation accuracy {entry.val_accuracy:.3f}, below "
+                         f"{best.name}'s {best.val_accuracy:.3f}")  # fmt: skip
+            if entry.val_accuracy == best.val_accuracy:
+                entry.why = f"validation accuracy tied with {best.name}, which was tried first"
+    choice = Choice(tried, records[best.name], n)
+    model = models_[best.name]
+    if unlabelled is not None:
+        model, choice.self_training = _self_train(
+            model, train, val, unlabelled, run, seed, rounds, tuple(thresholds),
+            self_training_heads, self_training_epochs, log,
+        )  # fmt: skip
+    return model, choice
+
+
+def _size(data: Data) -> int:
+    return len(data) if not isinstance(data, tf.data.Dataset) else int(data.cardinality())
+
+
+def _finished_candidate(run: Path | None, name: str):
+    """An earlier run's model, record and result of candidate ``name``, or None."""
+    if run is None or not (run / name / CANDIDATE_RESULT).is_file():
+        return None
+    result = _read_json(run / name / CANDIDATE_RESULT, f"the {name} candidate's result")
+    try:
+        model = keras.saving.load_model(run / name / CANDIDATE_MODEL, compile=False)
+    except (ValueError, OSError, zipfile.BadZipFile) as exc:
+        raise ResumeError(
+            f"{run / name / CANDIDATE_MODEL} (the {name} candidate's model) is missing or "
+            f"damaged ({type(exc).__name__}): delete {run / name} to train it again"
+        ) from None
+    record = TrainingRecord()
+    record.rows.extend(result["rows"])
+    return model, record, result
+
+
+def _keep_candidate(run: Path | None, name: str, model, record, entry: Tried) -> None:
+    """The finished candidate's model, then its result (the mark that it finished)."""
+    if run is None:
+        return
+    cache.write_atomically(run / name / CANDIDATE_MODEL, model.save)
+    result = {"val_accuracy": entry.val_accuracy, "seconds": entry.seconds, "rows": record.rows}
+    text = json.dumps(result, ensure_ascii=False, default=float)
+    cache.write_atomically(run / name / CANDIDATE_RESULT,
+                           lambda tmp: tmp.write_text(text, encoding="utf-8"))  # fmt: skip
+
+
+def feature_model(model: keras.Model) -> tuple[keras.Model, keras.Model]:
+    """``model`` split where its heads start: image -> features, and features ->
+    probabilities. The features are the ensemble's concatenated multi-depth features (its
+    ``features`` layer) or a classifier's pooled base features (its global pooling layer)."""
+    names = [layer.name for layer in model.layers]
+    if "features" in names:
+        layer = model.get_layer("features")
+    else:
+        pooling = (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D)
+        found = [layer for layer in model.layers if isinstance(layer, pooling)]
+        if not found:
+            raise ValueError(f"{model.name} has neither a 'features' layer nor global pooling")
+        layer = found[-1]
+    lower = keras.Model(model.inputs, layer.output, name="features_of_" + model.name)
+    upper = keras.Model(layer.output, model.output, name="heads_of_" + model.name)
+    return lower, upper
+
+
+def _self_train(model, train, val, unlabelled, run, seed, rounds, thresholds, heads, epochs, log):
+    """:func:`auto`'s self-training on top of the chosen ``model`` (see there)."""
+    done = run / SELF_TRAINING_DIR if run is not None else None
+    if done is not None and (done / CANDIDATE_RESULT).is_file():
+        result = _read_json(done / CANDIDATE_RESULT, "the self-training's result")
+        record = semi_supervised.SelfTraining(
+            [semi_supervised.Round(**r) for r in result["rounds"]], result["val_before"],
+            result["val_after"], result["threshold"], result["kept"],
+        )  # fmt: skip
+        log(f"self-training: finished in an earlier run ({record.why})")
+        if record.kept:
+            model = keras.saving.load_model(done / CANDIDATE_MODEL, compile=False)
+        return model, record
+    lower, upper = feature_model(model)
+    log(f"self-training: features of {len(unlabelled)} unlabelled images")
+    x_l, x_v, x_u = (frozen.activations(lower, d) for d in (train, val, unlabelled))
+    n_classes = train.n_classes
+    fitted = {}
+
+    def fit(x, y):
+        trained, _ = _ensemble_heads(x, y, x_v, val.labels, n_classes, heads, epochs, 15, seed)
+        predict = _averaged(trained)
+        fitted[id(predict)] = trained
+        return predict
+
+    def first(z):
+        return np.asarray(upper.predict(z, batch_size=256, verbose=0))
+
+    step = max(1, int(np.ceil(len(x_u) / n_classes / (2 * rounds))))
+    truth = np.asarray(unlabelled.labels)
+    predict, record = semi_supervised.self_train_on_validation(
+        fit, first, x_l, train.labels, x_v, val.labels, x_u, rounds, step, thresholds,
+        y_unlabeled=truth if (truth >= 0).any() else None,
+    )  # fmt: skip
+    log(f"self-training: {record.why}")
+    if record.kept:
+        model = _ensemble_model([lower], fitted[id(predict)], model.input_shape[1])
+    if done is not None:
+        if record.kept:
+            cache.write_atomically(done / CANDIDATE_MODEL, model.save)
+        result = dataclasses.asdict(record)
+        text = json.dumps(result, ensure_ascii=False, default=float)
+        cache.write_atomically(done / CANDIDATE_RESULT,
+                               lambda tmp: tmp.write_text(text, encoding="utf-8"))  # fmt: skip
+    return model, record
+
+
+def _averaged(heads: Sequence[keras.Model]) -> Callable[[np.ndarray], np.ndarray]:
+    def predict(x):
+        return np.mean([np.asarray(h.predict(x, batch_size=256, verbose=0)) for h in heads], 0)
+
+    return predict

@@ -21,12 +21,15 @@ import matplotlib.pyplot as plt
 import numpy as np
 import tensorflow as tf
 
-from ftutils import cache, distribute, fonts, plots
+from ftutils import cache, distribute, fonts, plots, recipe
 from ftutils.data import ImageData, ImageFiles, make_dataset
 from ftutils.training import TrainingRecord
 
 #: At most this many misclassified test images are drawn (all are listed).
 GRID_LIMIT = 40
+#: Below this many images in the smallest class, the report says how few images its scores
+#: rest on.
+FEW_PER_CLASS = 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +42,19 @@ class Run:
     parts: dict[str, ImageData | ImageFiles]  # "train", "validation", "test"
     test_files: list[Path]  # the file of each test image
     warnings: list[str]  # files skipped, unbalanced classes...
+    choice: recipe.Choice | None = None  # the candidates tried and the one chosen
+
+
+def wilson_interval(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval of a proportion ``correct / n`` (95 % for z = 1.96): where the
+    accuracy on all such images lies, given ``n`` of them; unlike ``p +- z * se`` it stays in
+    [0, 1] and is not empty at 0 or ``n`` correct (Wilson 1927)."""
+    if n <= 0:
+        return 0.0, 1.0
+    p = correct / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
 
 
 def write(out: Path, model: keras.Model, record: TrainingRecord, run: Run) -> float:
@@ -71,6 +87,8 @@ def write(out: Path, model: keras.Model, record: TrainingRecord, run: Run) -> fl
               model.input_shape[1])  # fmt: skip
     sections = (
         _summary(run, accuracy, predicted),
+        *([_recipe_section(run.choice, accuracy)] if run.choice is not None else []),
+        *([_self_training_section(run.choice)] if _self_trained(run) else []),
         _data_section(run),
         _per_class_section(test, predicted),
         _confusion_section(test, predicted),
@@ -126,16 +144,88 @@ def _table(header: list[str], rows: list[list]) -> str:
 def _summary(run: Run, accuracy: float, predicted: np.ndarray) -> str:
     test = run.parts["test"]
     correct = int(np.sum(predicted == test.labels))
+    low, high = wilson_interval(correct, len(test))
+    if run.choice is None:
+        how = (
+            f"The §4.4 workflow on {run.settings['backbone']} with ImageNet weights at "
+            f"{run.settings['image_size']} px: a new head trained on features of the frozen base "
+            "(computed once), then the base's top block fine-tuned with BatchNormalization "
+            "frozen, each phase stopped early on the validation loss."
+        )
+    else:
+        chosen = run.choice.chosen
+        how = f"The model: the {chosen.about}; chosen for {chosen.why}."
+        if run.choice.self_training is not None and run.choice.self_training.kept:
+            how += " Then self-trained on unlabelled images (see below)."
+    few = ""
+    if sum(part.class_counts() for part in run.parts.values()).min() < FEW_PER_CLASS:
+        few = (
+            f" Few images: the choice rests on {len(run.parts['validation'])} validation "
+            f"images and this score on {len(test)} test images; with so few, read the interval "
+            "rather than the score."
+        )
     return (
         f"# Fine-tuning report: {run.folder.name}\n\n"
-        f"**Test accuracy: {accuracy:.3f}** ({correct} of {len(test)} test images; chance is "
+        f"**Test accuracy: {accuracy:.3f}** ({correct} of {len(test)} test images; 95 % "
+        f"interval {low:.3f} to {high:.3f} (Wilson); chance is "
         f"{1 / test.n_classes:.3f} for {test.n_classes} classes: "
-        f"{', '.join(test.class_names)}).\n\n"
-        f"The §4.4 workflow on {run.settings['backbone']} with ImageNet weights at "
-        f"{run.settings['image_size']} px: a new head trained on features of the frozen base "
-        "(computed once), then the base's top block fine-tuned with BatchNormalization "
-        "frozen, each phase stopped early on the validation loss. The test images were used "
-        "for nothing but this score."
+        f"{', '.join(test.class_names)}).{few}\n\n"
+        f"{how} The test images were used for nothing but this score."
+    )
+
+
+def _recipe_section(choice: recipe.Choice, accuracy: float) -> str:
+    rows = []
+    for t in choice.tried:
+        val = "" if t.val_accuracy is None else f"{t.val_accuracy:.3f}"
+        seconds = "" if t.seconds is None else f"{t.seconds:.0f}"
+        test = f"{accuracy:.3f}" if t.status == "chosen" else ""
+        resumed = " (trained in an earlier run)" if t.resumed else ""
+        rows.append([t.name, val, seconds + resumed, t.status, test, t.why])
+    chosen = choice.chosen
+    low, high = wilson_interval(round(chosen.val_accuracy * choice.val_size), choice.val_size)
+    return (
+        "## Which recipe, and why\n\n"
+        f"Each candidate was trained on the training images and scored on the "
+        f"{choice.val_size} validation images; the one with the higher validation accuracy "
+        f"was kept (its validation score's 95 % interval: {low:.3f} to {high:.3f}). Only the "
+        "kept model was scored on the test images.\n\n"
+        + _table(
+            ["recipe", "validation accuracy", "seconds", "status", "test accuracy", "why"], rows
+        )  # fmt: skip
+        + "\n\n"
+        + "\n".join(f"- {t.name}: {t.about}" for t in choice.tried)
+    )
+
+
+def _self_trained(run: Run) -> bool:
+    return run.choice is not None and run.choice.self_training is not None
+
+
+def _self_training_section(choice: recipe.Choice) -> str:
+    st = choice.self_training
+    rows = [
+        [r.threshold, r.round, r.pseudo_labels,
+         "" if r.pseudo_accuracy is None else f"{r.pseudo_accuracy:.3f}", f"{r.val_accuracy:.3f}"]
+        for r in st.rounds
+    ]  # fmt: skip
+    checked = any(r.pseudo_accuracy is not None for r in st.rounds)
+    return (
+        "## Self-training on the unlabelled images (§4.5)\n\n"
+        "New heads on the chosen model's features were trained on the labelled images plus "
+        "the unlabelled ones predicted with at least the threshold's confidence (up to a "
+        "growing number per class each round, refitted from scratch), for each threshold; "
+        "the threshold was chosen on validation, and the result kept only if it beat the "
+        f"model without it there.\n\n**{st.why[0].upper()}{st.why[1:]}.**\n\n"
+        + _table(
+            ["threshold", "round", "pseudo-labels", "of them right", "validation accuracy"], rows
+        )  # fmt: skip
+        + (
+            "\n\n'Of them right': unlabelled images in a sub-folder named like a class, "
+            "checked against it (never used for training or choosing)."
+            if checked
+            else ""
+        )
     )
 
 

@@ -87,3 +87,104 @@ def self_train(
             np.concatenate([y_labeled, labels]),
         )
     return predict, history
+
+
+#: The confidence thresholds :func:`self_train_on_validation` tries (one is chosen on validation).
+THRESHOLDS = (0.5, 0.9)
+
+
+@dataclasses.dataclass(frozen=True)
+class Round:
+    """One round of self-training at one threshold: how many unlabelled images it labelled,
+    how many of those labels were right (when the images' true classes are known, for checking
+    only), and the validation accuracy of the model refitted with them."""
+
+    threshold: float
+    round: int
+    pseudo_labels: int
+    pseudo_accuracy: float | None
+    val_accuracy: float
+
+
+@dataclasses.dataclass(frozen=True)
+class SelfTraining:
+    """What :func:`self_train_on_validation` tried and decided."""
+
+    rounds: list[Round]
+    val_before: float
+    val_after: float  # the best threshold's last round
+    threshold: float  # the threshold chosen on validation
+    kept: bool  # whether the self-trained model replaces the labelled-only one
+
+    @property
+    def why(self) -> str:
+        if self.kept:
+            return (
+                f"kept: validation {self.val_before:.3f} -> {self.val_after:.3f} "
+                f"with threshold {self.threshold}"
+            )
+        return (
+            f"not kept: validation {self.val_before:.3f} -> {self.val_after:.3f} at best "
+            f"(threshold {self.threshold}), no better than without the unlabelled images"
+        )
+
+
+def self_train_on_validation(
+    fit: Fit,
+    first: Callable[[np.ndarray], np.ndarray],
+    x_labeled: np.ndarray,
+    y_labeled: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    x_unlabeled: np.ndarray,
+    rounds: int = 2,
+    per_class_step: int = 10,
+    thresholds: tuple[float, ...] = THRESHOLDS,
+    y_unlabeled: np.ndarray | None = None,
+) -> tuple[Callable[[np.ndarray], np.ndarray], SelfTraining]:
+    """§4.5's self-training with its threshold chosen on validation, kept only if it helps.
+
+    ``first``: the labelled-only model's ``predict`` (round 0, already trained). For each
+    threshold, :func:`self_train` runs ``rounds`` rounds from it (round r takes up to
+    ``r * per_class_step`` images per predicted class at or above the threshold), and the
+    last round's model is scored on the validation set. The threshold whose model scores
+    best there is chosen (ties: the stricter threshold); its model is returned when it
+    scores higher on validation than ``first``, else ``first`` is. ``y_unlabeled`` (optional,
+    -1 where unknown): the unlabelled images' true classes, used only to report how many
+    pseudo-labels were right, never for training or choosing.
+    """
+
+    def score(predict) -> float:
+        return float(np.mean(np.argmax(predict(x_val), axis=1) == np.asarray(y_val)))
+
+    before = score(first)
+    tried, best = [], None
+    for threshold in sorted(thresholds, reverse=True):
+        scores: list[float] = []
+
+        def fit_after_first(x, y, scores=scores):
+            if not scores:  # round 0: the labelled-only model, already trained
+                scores.append(before)
+                return first
+            predict = fit(x, y)
+            scores.append(score(predict))
+            return predict
+
+        predict, history = self_train(
+            fit_after_first, x_labeled, y_labeled, x_unlabeled, rounds, per_class_step, threshold
+        )
+        val = scores[-1]  # a fixed number of rounds: the last round's model is the candidate
+        for step, round_val in zip(history, scores[1:], strict=True):
+            checked = None
+            if y_unlabeled is not None:
+                known = np.asarray(y_unlabeled)[step.indices] >= 0
+                if known.any():
+                    truth = np.asarray(y_unlabeled)[step.indices][known]
+                    checked = float(np.mean(step.labels[known] == truth))
+            tried.append(Round(threshold, step.round, len(step.indices), checked, round_val))
+        if best is None or val > best[0]:
+            best = (val, threshold, predict)
+    val_after, threshold, predict = best
+    kept = val_after > before
+    record = SelfTraining(tried, before, val_after, threshold, kept)
+    return (predict if kept else first), record

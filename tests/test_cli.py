@@ -29,7 +29,8 @@ from tests.script_loader import load_script
 ROOT = Path(__file__).resolve().parent.parent
 CLASSES = {"猫": (200, 40, 40), "狗": (40, 170, 60), "鸟": (50, 70, 210)}  # colour of each
 PER_CLASS = 12
-FAST = ["--image-size", "32", "--head-epochs", "3", "--finetune-epochs", "2", "--head-lr", "0.01"]
+FAST = ["--image-size", "32", "--head-epochs", "3", "--finetune-epochs", "2", "--head-lr", "0.01",
+        "--ensemble-heads", "2", "--ensemble-epochs", "4"]  # fmt: skip
 
 
 def _picture(c: int, i: int, colour: tuple) -> Image.Image:
@@ -75,7 +76,8 @@ def _start(*args, prefix: Sequence[str] = (), env: dict | None = None) -> subpro
 
 
 def _finish(child: subprocess.Popen) -> subprocess.CompletedProcess:
-    stdout, stderr = child.communicate(timeout=300)
+    # a few seconds alone; minutes on 2 cores shared with other jobs (load 10 or more)
+    stdout, stderr = child.communicate(timeout=900)
     return subprocess.CompletedProcess(child.args, child.returncode, stdout, stderr)
 
 
@@ -103,7 +105,8 @@ def run(folder, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
 def test_finetune_writes_the_model_classes_and_report(run, folder):
     out, result = run
     for name in ("model.keras", "classes.json", "report.md", "learning_curves.png",
-                 "confusion_matrix.png", "run.json", "phases.json"):  # fmt: skip
+                 "confusion_matrix.png", "run.json", "finetune/phases.json",
+                 "ensemble/model.keras", "finetune/model.keras"):  # fmt: skip
         assert (out / name).is_file(), name
     classes = json.loads((out / "classes.json").read_text(encoding="utf-8"))
     assert classes == sorted(CLASSES)  # label order: the sorted folder names
@@ -126,7 +129,25 @@ def test_finetune_writes_the_model_classes_and_report(run, folder):
     assert (out / "misclassified.png").is_file() != all_right
 
     model = keras.saving.load_model(out / "model.keras", compile=False)
-    assert model.output_shape == (None, len(CLASSES)) and model.input_shape[1] == 32
+    assert model.output_shape == (None, len(CLASSES))
+
+
+def test_auto_trains_both_recipes_and_says_which_won_and_why(run):
+    out, result = run
+    report = (out / "report.md").read_text(encoding="utf-8")
+    chosen = re.search(r"^chosen: (ensemble|finetune), the highest validation accuracy \((\S+) "
+                       r"against (ensemble|finetune) (\S+)\) on (\d+) validation images",
+                       result.stdout, flags=re.MULTILINE)  # fmt: skip
+    assert chosen, result.stdout
+    assert chosen.group(1) != chosen.group(3) and float(chosen.group(2)) >= float(chosen.group(4))
+    assert "## Which recipe, and why" in report
+    rows = [line for line in report.splitlines()
+            if line.startswith(("| ensemble |", "| finetune |"))]  # fmt: skip
+    assert len(rows) == 2 and sum("| chosen |" in row for row in rows) == 1
+    assert "95 % interval" in report and "Few images" in report  # 12 per class: few
+    assert (
+        "(95% interval " in result.stdout and "few images: the smallest class has" in result.stdout
+    )
 
 
 def test_predict_prints_class_names_with_probabilities(run, folder):
@@ -144,9 +165,9 @@ def test_the_same_command_again_resumes_and_trains_nothing(run, folder):
     out, first = run
     again = _ftutils("finetune", folder, "--out", out, *FAST)
     assert again.returncode == 0, again.stderr
-    assert "head: finished in an earlier run" in again.stdout
-    assert "fine-tune: finished in an earlier run" in again.stdout
-    assert "Epoch " not in again.stdout
+    assert "ensemble: finished in an earlier run" in again.stdout
+    assert "finetune: finished in an earlier run" in again.stdout
+    assert "Epoch " not in again.stdout and "training (" not in again.stdout
     assert f"the run in {out} finished earlier" in again.stdout  # says what it resumes
     assert again.stdout.split("test accuracy: ")[1] == first.stdout.split("test accuracy: ")[1]
 
@@ -269,6 +290,9 @@ def _main_error(argv: Sequence, capsys) -> str:
         ("--val-fraction", "nan", "--val-fraction and --test-fraction must each be above 0"),
         ("--test-fraction", "0.9", "leave images for training"),
         ("--head-lr", "fast", "argument --head-lr: invalid float value: 'fast'"),
+        ("--recipe", "best", "--recipe best is not a recipe; choose one of: auto, ensemble, "),
+        ("--budget-s", "0", "--budget-s must be a number of seconds above 0"),
+        ("--budget-s", "nan", "--budget-s must be a number of seconds above 0"),
     ],
 )
 def test_a_bad_number_is_one_line_before_anything_is_written(option, value, named, tmp_path,
@@ -312,21 +336,27 @@ def test_another_run_in_out_is_refused_naming_what_differs(run, folder, tmp_path
     assert f"give another --out or delete {out}" in error
 
 
-def test_a_resumed_run_says_from_which_phase_and_epoch(tmp_path):
+def test_a_resumed_run_says_from_which_candidate_phase_and_epoch(tmp_path):
     args = argparse.Namespace(head_epochs=20, finetune_epochs=10)
     out = tmp_path / "run"
-    out.mkdir()
-    assert cli._resume_line(out, args).endswith("head goes on at epoch 1 of 20")
-    (out / "head" / "backup").mkdir(parents=True)
-    (out / "head" / "backup" / "training_metadata.json").write_text('{"epoch": 3, "batch": -1}')
-    assert cli._resume_line(out, args).endswith(": head goes on after epoch 3 of 20")
-    (out / "phases.json").write_text('{"head": []}')
-    (out / "fine-tune" / "backup").mkdir(parents=True)
-    (out / "fine-tune" / "backup" / "training_metadata.json").write_text('{"epoch": 4}')
-    expected = "head finished earlier; fine-tune goes on after epoch 4 of 10"
-    assert cli._resume_line(out, args) == f"resuming the run in {out}: {expected}"
-    (out / "phases.json").write_text('{"head": [], "fine-tune": []}')
-    assert "finished earlier" in cli._resume_line(out, args)
+    run = out / "finetune"
+    run.mkdir(parents=True)
+    names = ["ensemble", "finetune"]
+    assert cli._resume_line(out, args, names) == f"resuming the run in {out}: ensemble goes on"
+    (out / "ensemble").mkdir()
+    (out / "ensemble" / "result.json").write_text("{}")
+    line = cli._resume_line(out, args, names)
+    assert line.endswith("ensemble finished earlier; finetune (head at epoch 1 of 20)")
+    (run / "head" / "backup").mkdir(parents=True)
+    (run / "head" / "backup" / "training_metadata.json").write_text('{"epoch": 3, "batch": -1}')
+    assert cli._resume_line(out, args, names).endswith("(head after epoch 3 of 20)")
+    (run / "phases.json").write_text('{"head": []}')
+    (run / "fine-tune" / "backup").mkdir(parents=True)
+    (run / "fine-tune" / "backup" / "training_metadata.json").write_text('{"epoch": 4}')
+    expected = "finetune (head finished, fine-tune after epoch 4 of 10)"
+    assert cli._resume_line(out, args, ["finetune"]) == f"resuming the run in {out}: {expected}"
+    (run / "result.json").write_text("{}")
+    assert "finished earlier" in cli._resume_line(out, args, names)
 
 
 class _KilledWhileSaving:
@@ -395,3 +425,77 @@ def test_a_run_folder_that_cannot_be_resumed_is_one_line(folder, tmp_path, capsy
     assert cli.main(["finetune", str(folder), "--out", str(tmp_path / "out")]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and "phases.json is damaged: delete it" in lines[0], lines
+
+
+def _unlabelled_folder(root: Path) -> Path:
+    """Unlabelled images in no particular layout: loose files, a nested folder, a folder named
+    like a class (its images check the pseudo-labels), a greyscale image and corrupt files."""
+    (root / "nested" / "deeper").mkdir(parents=True)
+    (root / "猫").mkdir()
+    for c, colour in enumerate(CLASSES.values()):
+        for i in range(4):
+            _picture(c, 50 + i, colour).save(root / f"{c}-{i}.png")
+            _picture(c, 60 + i, colour).save(root / "nested" / "deeper" / f"{c}-{i}.jpg")
+    for i in range(3):
+        _picture(0, 70 + i, CLASSES["猫"]).save(root / "猫" / f"{i}.png")
+    _picture(1, 80, CLASSES["狗"]).convert("L").save(root / "grey.png")
+    (root / "nested" / "broken.jpg").write_bytes(b"not a jpeg either")
+    corrupt = load_script("make_image_folder").corrupt_in_the_middle
+    corrupt(_picture(2, 81, (0, 0, 0)), root / "corrupt-inside.jpg")
+    return root
+
+
+@pytest.fixture(scope="module")
+def forced(folder, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """``--recipe finetune --unlabelled DIR``: its --out folder and its result."""
+    unlabelled = _unlabelled_folder(tmp_path_factory.mktemp("unlabelled") / "无标签")
+    out = tmp_path_factory.mktemp("forced") / "finetune"
+    cold = {"FTUTILS_CACHE": str(tmp_path_factory.mktemp("ftutils-cache-forced"))}
+    extra = ["--recipe", "finetune", "--unlabelled", unlabelled]
+    return out, _ftutils("finetune", folder, "--out", out, *FAST, *extra, env=cold)
+
+
+def test_a_forced_recipe_is_the_only_one_trained(forced):
+    out, result = forced
+    assert result.returncode == 0, result.stderr
+    assert "chosen: finetune, the highest validation accuracy (the only" in result.stdout
+    assert not (out / "ensemble").exists() and "ensemble: training" not in result.stdout
+
+
+@pytest.mark.parametrize("saved", ["model.keras", "ensemble/model.keras", "finetune/model.keras"])
+def test_every_recipe_s_model_reloads_with_plain_keras(run, saved):
+    """The chosen model and each candidate's, as the auto run wrote them."""
+    model = keras.saving.load_model(run[0] / saved)  # standard Keras layers only
+    assert model.output_shape == (None, len(CLASSES))
+    assert model.input_shape[1] == 32  # --image-size, for either recipe
+
+
+def test_unlabelled_images_self_train_with_corrupt_ones_skipped(forced):
+    out, result = forced
+    assert "broken.jpg" in result.stderr and "corrupt-inside.jpg" in result.stderr
+    assert "then self-training with 28 unlabelled images" in result.stdout  # grey one included
+    line = [x for x in result.stdout.splitlines() if x.startswith("self-training: ")][-1]
+    assert re.search(r"(not )?kept: validation \S+ -> \S+", line), line
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert "## Self-training on the unlabelled images (§4.5)" in report
+    rows = [x for x in report.splitlines() if re.match(r"\| 0\.\d+ \| [12] \|", x)]
+    assert len(rows) == 4  # two thresholds, two rounds each
+    assert "'Of them right'" in report  # the images in 猫/ were checkable
+    noted = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    assert noted["settings"]["recipe"] == "finetune"
+    assert noted["settings"]["unlabelled"].endswith("无标签")
+
+
+def test_unlabelled_folders_that_cannot_serve_are_one_line(folder, tmp_path, capsys):
+    empty = tmp_path / "empty"
+    (empty / "sub").mkdir(parents=True)
+    (empty / "sub" / "notes.txt").write_text("no images here")
+    out = tmp_path / "out"
+    error = _main_error(["finetune", folder, "--out", out, "--unlabelled", empty], capsys)
+    assert f"--unlabelled {empty} holds no image files" in error
+    error = _main_error(["finetune", folder, "--out", out, "--unlabelled", folder / "猫"], capsys)
+    assert "overlap" in error
+    error = _main_error(["finetune", folder, "--out", out, "--unlabelled", tmp_path / "no"],
+                        capsys)  # fmt: skip
+    assert "does not exist" in error
+    assert not out.exists()

@@ -75,3 +75,37 @@ def test_zero_rounds_is_supervised_training_and_lengths_are_checked():
     np.testing.assert_array_equal(predict(x).argmax(axis=1), [0, 1])
     with pytest.raises(ValueError, match="2 rows but y_labeled 1"):
         semi_supervised.self_train(_nearest_centroid, x, np.array([0]), x)
+
+
+def _two_clusters(n, seed):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    return np.array([[-2.0, 0.0], [2.0, 0.0]])[y] + rng.normal(size=(n, 2)), y
+
+
+def test_self_training_on_validation_is_kept_only_when_validation_improves():
+    x_u, y_u = _two_clusters(400, 0)
+    x_val, y_val = _two_clusters(60, 1)
+    x_l, y_l = np.array([[-2.0, 3.0], [0.3, -3.0]]), np.array([0, 1])  # a biased labelled set
+    first = _nearest_centroid(x_l, y_l)
+    known = np.where(np.arange(400) % 2 == 0, y_u, -1)  # half of them checkable
+    predict, record = semi_supervised.self_train_on_validation(
+        _nearest_centroid, first, x_l, y_l, x_val, y_val, x_u, rounds=2, per_class_step=40,
+        thresholds=(0.5, 0.99), y_unlabeled=known,
+    )  # fmt: skip
+    assert record.kept and record.val_after > record.val_before and predict is not first
+    assert record.threshold in (0.5, 0.99) and "kept: validation" in record.why
+    assert [(r.threshold, r.round) for r in record.rounds] == [(0.99, 1), (0.99, 2), (0.5, 1),
+                                                               (0.5, 2)]  # fmt: skip
+    assert all(r.pseudo_accuracy is not None and r.pseudo_labels <= 80 * r.round
+               for r in record.rounds)  # fmt: skip
+    best = max(r.val_accuracy for r in record.rounds if r.round == 2)
+    assert record.val_after == best
+
+    # a labelled-only model already perfect on validation: self-training cannot beat it
+    perfect = _nearest_centroid(x_val, y_val)
+    predict, record = semi_supervised.self_train_on_validation(
+        _nearest_centroid, perfect, x_l, y_l, x_val, y_val, x_u, rounds=1, per_class_step=5,
+    )  # fmt: skip
+    assert not record.kept and predict is perfect and "not kept" in record.why
+    assert all(r.pseudo_accuracy is None for r in record.rounds)  # nothing to check against

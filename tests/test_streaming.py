@@ -239,8 +239,9 @@ def test_training_and_scoring_on_files(files, tmp_path, monkeypatch):
 
 def test_the_command_streams_a_large_folder_and_reports_from_files(folder, tmp_path):
     out = tmp_path / "run"
-    args = ["finetune", folder, "--out", out, "--image-size", SIZE, "--head-epochs", 2,
-            "--finetune-epochs", 0, "--val-fraction", 0.2, "--test-fraction", 0.3]  # fmt: skip
+    args = ["finetune", folder, "--out", out, "--image-size", SIZE, "--recipe", "finetune",
+            "--head-epochs", 2, "--finetune-epochs", 0, "--val-fraction", 0.2,
+            "--test-fraction", 0.3]  # fmt: skip
     result = subprocess.run(
         [sys.executable, "-m", "ftutils", *map(str, args)],
         cwd=ROOT,
